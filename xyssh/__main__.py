@@ -1,0 +1,7 @@
+"""Allow "python -m xyssh"."""
+
+import sys
+
+from .entry import main
+
+sys.exit(main())

@@ -1,0 +1,282 @@
+"""What the admin's key commands do, apart from their command line.
+
+Every change happens under the registry lock: the registry record first,
+then the managed block of authorized_keys, rewritten atomically.
+"""
+
+import logging
+
+from .errors import ConfigError, KeyFileError
+from .hostscfg import load_hosts
+from .keys import (BEGIN_MARK, DEFAULT_ALLOW, KEY_OPTIONS, KeyRecord,
+                   authorized_keys_line, default_program, fingerprint_of_line,
+                   is_fingerprint, parse_public_keys, read_all_records,
+                   read_record, registry_lock, split_authorized_keys,
+                   write_authorized_keys, write_record)
+from .policy import grantable
+
+log = logging.getLogger(__name__)
+
+
+class KeyAdmin:
+    """Key registry operations for one server configuration."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.server = config.server
+        self.registry = self.server.text('registry')
+        self.authorized_keys = self.server.text('authorized_keys')
+        self.program = self.server.text('command') or default_program()
+
+    def _canonical_host(self, host: str) -> str:
+        """Return HOST as hosts.cfg spells it, or raise."""
+        path = self.server.text('hosts_cfg')
+        hosts = load_hosts(path)
+
+        if hosts.problems and not hosts.names:
+            raise ConfigError('; '.join(hosts.problems))
+
+        canonical = hosts.canonical(host)
+
+        if canonical is None:
+            raise KeyFileError('%s is not a host in %s; add it there first '
+                               '(xyssh keys are bound to hosts.cfg names)'
+                               % (host, path))
+
+        return canonical
+
+    def add(self, host: str, raw: bytes, source: str,
+            extra_allow: 'tuple[str, ...]' = ()) -> 'list[KeyRecord]':
+        """Register the keys in RAW for HOST and rewrite authorized_keys."""
+        canonical = self._canonical_host(host)
+        keys = parse_public_keys(raw, source)
+        allow = list(DEFAULT_ALLOW)
+
+        for word in extra_allow:
+            if not grantable(word):
+                raise KeyFileError('%r cannot be granted: it is not a '
+                                   'Xymon message type, or it can act for '
+                                   'any host' % word)
+            if word not in allow:
+                allow.append(word)
+
+        seen = set()
+
+        for key in keys:
+            if key.fingerprint in seen:
+                raise KeyFileError('%s: key %s appears twice'
+                                   % (source, key.fingerprint))
+            seen.add(key.fingerprint)
+
+        with registry_lock(self.registry):
+            records = read_all_records(self.registry)
+            known = {record.fingerprint: record for record in records}
+
+            for key in keys:
+                old = known.get(key.fingerprint)
+
+                if old is not None:
+                    raise KeyFileError('key %s is already registered for %s '
+                                       '(%s); nothing was changed'
+                                       % (key.fingerprint, old.host,
+                                          old.state))
+
+            added = [KeyRecord(key.fingerprint, canonical, key.text,
+                               allow=tuple(allow)) for key in keys]
+
+            for record in added:
+                write_record(self.registry, record)
+
+            write_authorized_keys(self.authorized_keys, records + added,
+                                  self.program, self.config.path)
+
+        for record in added:
+            log.info('key added fp=%s host=%s type=%s', record.fingerprint,
+                     record.host, record.key_type)
+
+        return added
+
+    def revoke(self, fingerprint: str) -> KeyRecord:
+        """Mark a key revoked and take it out of authorized_keys."""
+        if not is_fingerprint(fingerprint):
+            raise KeyFileError('%r is not a SHA256:... fingerprint (as '
+                               '"xyssh keys list" or ssh-keygen -lf shows)'
+                               % fingerprint)
+
+        with registry_lock(self.registry):
+            record = read_record(self.registry, fingerprint)
+
+            if record is None:
+                raise KeyFileError('no key %s in the registry' % fingerprint)
+
+            record.state = 'revoked'
+            write_record(self.registry, record)
+            write_authorized_keys(self.authorized_keys,
+                                  read_all_records(self.registry),
+                                  self.program, self.config.path)
+
+        log.info('key revoked fp=%s host=%s', record.fingerprint,
+                 record.host)
+        return record
+
+    def records(self) -> 'list[KeyRecord]':
+        """Return every registered key."""
+        return read_all_records(self.registry)
+
+    def check(self) -> 'list[str]':
+        """Return every disagreement between authorized_keys and registry."""
+        problems = []
+        records = read_all_records(self.registry)
+        by_fingerprint = {record.fingerprint: record for record in records}
+
+        try:
+            with open(self.authorized_keys, encoding='utf-8') as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            text = ''
+        except (OSError, UnicodeDecodeError) as exc:
+            return ['%s: cannot read: %s' % (self.authorized_keys, exc)]
+
+        before, managed, _ = split_authorized_keys(text)
+        lines = text.splitlines()
+        block = range(len(before) + 1, len(before) + 1 + len(managed))
+
+        if active_count(records) and BEGIN_MARK not in lines:
+            problems.append('%s: the xyssh managed block is missing'
+                            % self.authorized_keys)
+
+        seen = {}
+
+        for index, line in enumerate(lines):
+            number = index + 1
+
+            if not line.strip() or line.lstrip().startswith('#'):
+                continue
+
+            where = '%s line %d' % (self.authorized_keys, number)
+            options, key_text = split_key_line(line)
+            fingerprint = fingerprint_of_line(key_text) if key_text else None
+
+            if fingerprint is None:
+                problems.append('%s: not a key line sshd can read' % where)
+                continue
+
+            if fingerprint in seen:
+                problems.append('%s: duplicate of line %d (%s)'
+                                % (where, seen[fingerprint], fingerprint))
+            seen.setdefault(fingerprint, number)
+
+            record = by_fingerprint.get(fingerprint)
+            in_block = index in block
+
+            if not in_block:
+                if record is not None:
+                    problems.append('%s: registered key %s of %s stands '
+                                    'outside the managed block'
+                                    % (where, fingerprint, record.host))
+                continue
+
+            problems.extend(self._check_managed_line(
+                where, line, options, fingerprint, record))
+
+        for record in records:
+            if record.state == 'active' and record.fingerprint not in seen:
+                problems.append('%s: key %s of %s is missing'
+                                % (self.authorized_keys, record.fingerprint,
+                                   record.host))
+
+        hosts = load_hosts(self.server.text('hosts_cfg'))
+
+        for record in records:
+            if record.state == 'active' and \
+                    hosts.canonical(record.host) is None:
+                problems.append('key %s: host %s is not in hosts.cfg; its '
+                                'reports are refused'
+                                % (record.fingerprint, record.host))
+
+        return problems
+
+    def _check_managed_line(self, where: str, line: str,
+                            options: 'list[str]', fingerprint: str,
+                            record: 'KeyRecord | None') -> 'list[str]':
+        """Return the problems of one line inside the managed block."""
+        problems = []
+        names = [option.split('=', 1)[0].lower() for option in options]
+
+        if 'command' not in names:
+            problems.append('%s: no command= option' % where)
+
+        if 'restrict' not in names:
+            problems.append('%s: no restrict option' % where)
+
+        unknown = [name for name in names if name not in
+                   [option.lower() for option in KEY_OPTIONS] + ['command']]
+
+        if unknown:
+            problems.append('%s: unexpected options %s'
+                            % (where, ','.join(unknown)))
+
+        if record is None:
+            problems.append('%s: key %s is not in the registry'
+                            % (where, fingerprint))
+        elif record.state != 'active':
+            problems.append('%s: key %s of %s is %s but still in the file'
+                            % (where, fingerprint, record.host,
+                               record.state))
+        elif line != authorized_keys_line(record, self.program,
+                                          self.config.path):
+            problems.append('%s: line for %s differs from the registry; '
+                            'run "xyssh keys sync"' % (where, fingerprint))
+
+        return problems
+
+    def sync(self) -> None:
+        """Rewrite the managed block from the registry."""
+        with registry_lock(self.registry):
+            write_authorized_keys(self.authorized_keys,
+                                  read_all_records(self.registry),
+                                  self.program, self.config.path)
+
+
+def active_count(records: 'list[KeyRecord]') -> int:
+    """Return how many of RECORDS are active."""
+    return sum(1 for record in records if record.state == 'active')
+
+
+def split_key_line(line: str) -> 'tuple[list[str], str]':
+    """Split an authorized_keys line into (options, "TYPE BASE64 ...").
+
+    Options are comma-separated and may hold double-quoted values with
+    blanks and escaped quotes, as sshd reads them.
+    """
+    line = line.strip()
+    fields = line.split(None, 1)
+
+    if fields and (fields[0].startswith(('ssh-', 'ecdsa-', 'sk-'))):
+        return [], line
+
+    options, current, quoted, position = [], '', False, 0
+
+    while position < len(line):
+        char = line[position]
+
+        if quoted and char == '\\' and position + 1 < len(line):
+            current += line[position:position + 2]
+            position += 2
+            continue
+
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == ',':
+            options.append(current)
+            current = ''
+            position += 1
+            continue
+        elif not quoted and char in ' \t':
+            break
+
+        current += char
+        position += 1
+
+    options.append(current)
+    return options, line[position:].strip()

@@ -1,0 +1,199 @@
+"""The xyssh command: key administration and sending, built with click.
+
+`xyssh receive` (the forced command) never comes through here: the
+entry point hands it to xyssh.forced before click is imported.
+"""
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .config import config_path, load_config
+from .errors import XysshError
+from .log import setup_logging
+
+
+class CommandError(click.ClickException):
+    """A user error: one line on stderr and exit status 1."""
+
+    def format_message(self) -> str:
+        """Return the message without click's "Error: " prefix."""
+        return self.message
+
+    def show(self, file=None) -> None:
+        """Print "xyssh: MESSAGE" on stderr."""
+        click.echo('xyssh: %s' % self.message, err=True)
+
+
+class State:
+    """What every subcommand shares: the config path, loaded on demand."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._config = None
+
+    @property
+    def config(self):
+        """Return the loaded configuration, or fail with a clear line."""
+        if self._config is None:
+            try:
+                self._config = load_config(self.path)
+            except XysshError as err:
+                raise CommandError(err.detail) from None
+        return self._config
+
+    def admin(self):
+        """Return a KeyAdmin, with the server's log set up."""
+        from .admin import KeyAdmin
+
+        server = self.config.server
+        setup_logging(server.text('log'), server.text('syslog_facility'))
+        return KeyAdmin(self.config)
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.option('--config', 'config', metavar='PATH',
+              help='xyssh.cfg to use (default: $XYSSH_CONFIG, then '
+                   '/etc/xymon/xyssh.cfg).')
+@click.version_option(__version__, prog_name='xyssh')
+@click.pass_context
+def cli(ctx: click.Context, config: 'str | None') -> None:
+    """Carry Xymon reports over SSH, one key per device."""
+    ctx.obj = State(config_path(config))
+
+
+@cli.command(context_settings={'ignore_unknown_options': True})
+@click.argument('args', nargs=-1, type=click.UNPROCESSED)
+def receive(args: 'tuple[str, ...]') -> None:
+    """The forced command sshd runs for a device key (not for people)."""
+    from .forced import main
+    sys.exit(main(list(args)))
+
+
+@cli.command()
+@click.option('--timeout', type=click.IntRange(1, 3600), default=None,
+              help='Seconds to wait for the server.')
+@click.argument('message_file', type=click.File('rb'), default='-')
+@click.pass_obj
+def send(state: State, timeout: 'int | None', message_file) -> None:
+    """Send one Xymon message (a file, or stdin) and print the reply."""
+    from .client import Destination, SendFailure, send_messages
+
+    try:
+        destination = Destination(state.config.client, timeout)
+    except XysshError as err:
+        raise CommandError(err.detail) from None
+
+    try:
+        answers = send_messages(destination, [message_file.read()])
+    except SendFailure as failure:
+        click.echo('xyssh: %s' % failure.text, err=True)
+        sys.exit(failure.exit_status)
+
+    answer = answers[0]
+
+    if answer.exit_status:
+        click.echo('xyssh: server %s: %s' % (destination.label,
+                                             answer.text), err=True)
+        sys.exit(answer.exit_status)
+
+    sys.stdout.buffer.write(answer.reply)
+
+
+@cli.group()
+def keys() -> None:
+    """Register, list, revoke and check device keys."""
+
+
+def _admin_call(function, *args):
+    """Run a KeyAdmin operation, turning its errors into one line."""
+    try:
+        return function(*args)
+    except XysshError as err:
+        raise CommandError(err.detail) from None
+    except OSError as exc:
+        raise CommandError('%s: %s' % (exc.filename or 'file',
+                                       exc.strerror)) from None
+
+
+@keys.command('add')
+@click.option('--allow', 'allow', multiple=True, metavar='TYPE',
+              help='Also let this key send TYPE (for example query or '
+                   'ping); repeat for more.  status, combo, client and '
+                   'data are always allowed.')
+@click.argument('host')
+@click.argument('pubkey_file', type=click.File('rb'))
+@click.pass_obj
+def keys_add(state: State, allow: 'tuple[str, ...]', host: str,
+             pubkey_file) -> None:
+    """Register the public key(s) in PUBKEY_FILE for hosts.cfg host HOST."""
+    admin = state.admin()
+    words = tuple(word for item in allow for word in item.split(',')
+                  if word)
+    added = _admin_call(admin.add, host, pubkey_file.read(),
+                        pubkey_file.name, words)
+
+    for record in added:
+        click.echo('added %s %s for %s' % (record.key_type,
+                                           record.fingerprint, record.host))
+
+
+@keys.command('list')
+@click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
+@click.pass_obj
+def keys_list(state: State, as_json: bool) -> None:
+    """List registered keys: host, fingerprint, type, state, created."""
+    records = _admin_call(state.admin().records)
+
+    if as_json:
+        click.echo(json.dumps([{
+            'host': record.host, 'fingerprint': record.fingerprint,
+            'type': record.key_type, 'state': record.state,
+            'created': record.created, 'allow': list(record.allow),
+            'comment': record.comment} for record in records], indent=2))
+        return
+
+    rows = [('HOST', 'FINGERPRINT', 'TYPE', 'STATE', 'CREATED', 'COMMENT')]
+    rows += [(record.host, record.fingerprint, record.key_type,
+              record.state, record.created, record.comment)
+             for record in records]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+
+    for row in rows:
+        click.echo('  '.join(value.ljust(width) for value, width in
+                             zip(row, widths + [0])).rstrip())
+
+
+@keys.command('revoke')
+@click.argument('fingerprint')
+@click.pass_obj
+def keys_revoke(state: State, fingerprint: str) -> None:
+    """Revoke a key: it leaves authorized_keys and is refused from now on."""
+    record = _admin_call(state.admin().revoke, fingerprint)
+    click.echo('revoked %s of %s' % (record.fingerprint, record.host))
+
+
+@keys.command('check')
+@click.pass_obj
+def keys_check(state: State) -> None:
+    """Check that authorized_keys matches the registry; exit 1 if not."""
+    problems = _admin_call(state.admin().check)
+
+    for problem in problems:
+        click.echo(problem)
+
+    if problems:
+        sys.exit(1)
+
+    click.echo('authorized_keys matches the registry')
+
+
+@keys.command('sync')
+@click.pass_obj
+def keys_sync(state: State) -> None:
+    """Rewrite the managed block of authorized_keys from the registry."""
+    _admin_call(state.admin().sync)
+    click.echo('rewrote the xyssh block of %s'
+               % state.config.server.text('authorized_keys'))

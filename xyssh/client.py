@@ -1,0 +1,293 @@
+"""The sending side: frame messages, push them over SSH, read the answers.
+
+Used by xymon-ssh (the drop-in for Xymon's xymon program) and by
+`xyssh send`.  It offers exactly the configured device key: no agent, no
+default keys, no ~/.ssh/config, so a key in someone's agent can never
+report under another host's name.  The server's host key must be in the
+configured known_hosts file; an unknown or changed key is refused and
+its fingerprint shown.
+"""
+
+import asyncio
+import os
+import socket
+
+from . import wire
+from .config import Section, split_host_port
+from .errors import ConfigError
+
+# Exit statuses.  Where Xymon's own xymon program has a status for the
+# same failure, xymon-ssh uses it; the rest are xyssh's own.
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_RESOLVE = 2
+EXIT_CONNECT = 5
+EXIT_TIMEOUT = 7
+EXIT_REFUSED = 20
+EXIT_XYMOND_DOWN = 21
+EXIT_HOST_KEY = 22
+EXIT_AUTH = 23
+EXIT_DEVICE_KEY = 24
+EXIT_SERVER_ERROR = 25
+EXIT_CONFIG = 26
+
+# What a server status in an "error" answer means for the sender.
+_SERVER_STATUS = {65: EXIT_REFUSED, 77: EXIT_REFUSED,
+                  75: EXIT_XYMOND_DOWN}
+
+SEND_COMMAND = 'xyssh-send'
+
+
+class SendFailure(Exception):
+    """Nothing (more) could be delivered; carries the exit status."""
+
+    def __init__(self, exit_status: int, text: str) -> None:
+        super().__init__(text)
+        self.exit_status = exit_status
+        self.text = text
+
+
+class Answer:
+    """The server's answer to one message."""
+
+    def __init__(self, exit_status: int, reply: bytes, text: str) -> None:
+        self.exit_status = exit_status
+        self.reply = reply
+        self.text = text
+
+
+class Destination:
+    """Where and as whom to connect, from the [client] section."""
+
+    def __init__(self, section: Section, timeout: 'float | None') -> None:
+        server = section.text('server')
+
+        if not server:
+            raise ConfigError('%s: [client] server is not set' %
+                              section.path)
+
+        self.host, self.port = split_host_port(
+            server, section.number('port', 1))
+        self.user = section.text('user')
+        self.identity = section.text('identity')
+        self.known_hosts = section.text('known_hosts')
+        self.timeout = timeout or section.number('timeout', 1)
+
+    @property
+    def label(self) -> str:
+        """Return the server as people write it: host, or [v6]:port."""
+        if ':' in self.host:
+            return '[%s]:%d' % (self.host, self.port)
+        return '%s:%d' % (self.host, self.port)
+
+
+def _load_device_key(path: str):
+    """Load the device key, refusing what OpenSSH's ssh would refuse."""
+    import asyncssh
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise SendFailure(EXIT_DEVICE_KEY, 'cannot read device key %s: %s'
+                          % (path, exc.strerror)) from None
+
+    if mode & 0o077:
+        raise SendFailure(EXIT_DEVICE_KEY, 'device key %s is readable by '
+                          'others (mode %04o); run: chmod 600 %s'
+                          % (path, mode & 0o777, path))
+
+    try:
+        return asyncssh.read_private_key(path)
+    except asyncssh.KeyImportError as exc:
+        if 'assphrase' in str(exc):
+            raise SendFailure(EXIT_DEVICE_KEY, 'device key %s is '
+                              'passphrase-protected; xyssh needs a key '
+                              'without a passphrase' % path) from None
+        raise SendFailure(EXIT_DEVICE_KEY, 'device key %s: %s'
+                          % (path, exc)) from None
+    except OSError as exc:
+        raise SendFailure(EXIT_DEVICE_KEY, 'cannot read device key %s: %s'
+                          % (path, exc.strerror)) from None
+
+
+def _host_key_checker(known_hosts_path: str):
+    """Return a client class that remembers a refused server host key."""
+    import asyncssh
+
+    class HostKeyChecker(asyncssh.SSHClient):
+        """Record the key a server offered when known_hosts lacks it."""
+
+        offered = None
+        expected = ()
+
+        def validate_host_public_key(self, host: str, addr: str,
+                                     port: int, key) -> bool:
+            """Refuse (known_hosts did not match), noting both keys."""
+            HostKeyChecker.offered = key.get_fingerprint('sha256')
+
+            try:
+                known = asyncssh.read_known_hosts(known_hosts_path)
+                trusted = known.match(host, addr, port)[0]
+                HostKeyChecker.expected = tuple(
+                    item.get_fingerprint('sha256') for item in trusted)
+            except (OSError, ValueError):
+                pass
+
+            return False
+
+    return HostKeyChecker
+
+
+async def _exchange(destination: Destination, frames: 'list[bytes]',
+                    debug) -> 'list[Answer]':
+    """Connect, send every frame, return the server's answer to each."""
+    import asyncssh
+
+    key = _load_device_key(destination.identity)
+
+    if not os.path.isfile(destination.known_hosts):
+        raise SendFailure(EXIT_HOST_KEY, 'known_hosts file %s is missing; '
+                          'add the server\'s host key to it'
+                          % destination.known_hosts)
+
+    checker = _host_key_checker(destination.known_hosts)
+
+    try:
+        connection = await asyncssh.connect(
+            destination.host, destination.port, username=destination.user,
+            client_keys=[key], agent_path=None, known_hosts=
+            destination.known_hosts, config=[], client_factory=checker,
+            password=None, kbdint_auth=False, gss_auth=False,
+            gss_kex=False, preferred_auth='publickey',
+            connect_timeout=destination.timeout)
+    except asyncssh.HostKeyNotVerifiable:
+        raise SendFailure(EXIT_HOST_KEY, _host_key_text(
+            destination, checker)) from None
+    except asyncssh.PermissionDenied:
+        raise SendFailure(EXIT_AUTH, 'server %s refused device key %s for '
+                          'user %s; is it registered with "xyssh keys '
+                          'add"?' % (destination.label,
+                                     key.get_fingerprint('sha256'),
+                                     destination.user)) from None
+    except socket.gaierror as exc:
+        raise SendFailure(EXIT_RESOLVE, 'cannot resolve %s: %s'
+                          % (destination.host, exc.strerror)) from None
+    except (OSError, asyncssh.Error) as exc:
+        raise SendFailure(EXIT_CONNECT, 'cannot connect to %s: %s'
+                          % (destination.label, _reason(exc))) from None
+
+    async with connection:
+        process = await connection.create_process(SEND_COMMAND,
+                                                  encoding=None)
+        writer = asyncio.ensure_future(_write_frames(process, frames))
+        answers = await _read_answers(process, len(frames), destination)
+        stderr = await process.stderr.read()
+        await process.wait_closed()
+        writer.cancel()
+
+        if stderr:
+            debug('server stderr: %s' % stderr.decode('utf-8', 'replace')
+                  .strip())
+
+        if process.exit_status is None:
+            raise SendFailure(EXIT_SERVER_ERROR, 'server %s closed the '
+                              'session without an exit status; the last '
+                              'message may not have been delivered'
+                              % destination.label)
+
+    return answers
+
+
+async def _write_frames(process, frames: 'list[bytes]') -> None:
+    """Write the frames and EOF; a server that hung up stops the writes."""
+    try:
+        for data in frames:
+            process.stdin.write(data)
+            await process.stdin.drain()
+
+        process.stdin.write_eof()
+    except (OSError, Exception):
+        pass
+
+
+async def _read_answers(process, count: int,
+                        destination: Destination) -> 'list[Answer]':
+    """Read one answer per frame; stop early at a fatal error."""
+    answers = []
+
+    while len(answers) < count:
+        line = await process.stdout.readline()
+        parsed = wire.parse_answer(line)
+
+        if parsed is None:
+            if not line:
+                text = 'server %s closed the session before answering' \
+                    % destination.label
+            else:
+                text = 'server %s does not speak the xyssh protocol ' \
+                    '(answered %r)' % (destination.label, line[:60])
+            raise SendFailure(EXIT_SERVER_ERROR, text)
+
+        status, length, text = parsed
+
+        if status == 0:
+            try:
+                reply = await process.stdout.readexactly(length)
+            except asyncio.IncompleteReadError:
+                raise SendFailure(EXIT_SERVER_ERROR, 'server %s cut its '
+                                  'reply short' % destination.label) \
+                    from None
+            answers.append(Answer(EXIT_OK, reply, ''))
+        else:
+            answers.append(Answer(_SERVER_STATUS.get(status,
+                                                     EXIT_SERVER_ERROR),
+                                  b'', text))
+
+            if status in (65, 70, 78) or status not in _SERVER_STATUS:
+                break
+
+    return answers
+
+
+def _host_key_text(destination: Destination, checker) -> str:
+    """Explain a refused server host key, with both fingerprints."""
+    offered = checker.offered or 'unknown'
+
+    if checker.expected:
+        return ('host key of %s has CHANGED: known_hosts %s expects %s, '
+                'the server offered %s; if the server was reinstalled, '
+                'check the new key out of band before replacing it'
+                % (destination.label, destination.known_hosts,
+                   ', '.join(checker.expected), offered))
+
+    return ('host key of %s is not in %s (the server offered %s); add it '
+            'after checking it out of band'
+            % (destination.label, destination.known_hosts, offered))
+
+
+def _reason(exc: BaseException) -> str:
+    """Return a short reason from an exception."""
+    return getattr(exc, 'strerror', None) or getattr(exc, 'reason', None) \
+        or str(exc) or type(exc).__name__
+
+
+def send_messages(destination: Destination, messages: 'list[bytes]',
+                  debug=lambda text: None) -> 'list[Answer]':
+    """Deliver MESSAGES in one SSH session; return an Answer for each.
+
+    Raises SendFailure when nothing could be delivered (cannot connect,
+    refused login, timeout); a message the server refused or could not
+    forward gets an Answer with a non-zero status instead.
+    """
+    frames = [wire.frame(message) for message in messages]
+
+    async def run() -> 'list[Answer]':
+        return await asyncio.wait_for(_exchange(destination, frames, debug),
+                                      destination.timeout)
+
+    try:
+        return asyncio.run(run())
+    except asyncio.TimeoutError:
+        raise SendFailure(EXIT_TIMEOUT, 'no answer from %s within %d '
+                          'seconds' % (destination.label,
+                                       destination.timeout)) from None

@@ -1,0 +1,181 @@
+"""Read xyssh.cfg, one INI file for the server and the client side.
+
+Every default lives here.  An unknown section or key is an error that
+names the file, section and key: a mistyped security setting must not be
+ignored.  This module is on the forced command's start-up path, so it
+uses nothing heavier than configparser.
+"""
+
+import configparser
+import os
+
+from .errors import ConfigError
+
+DEFAULT_PATH = '/etc/xymon/xyssh.cfg'
+
+SERVER_DEFAULTS = {
+    'hosts_cfg': '/etc/xymon/hosts.cfg',
+    'xymond': '127.0.0.1:1984',
+    'authorized_keys': '/var/lib/xymon/.ssh/authorized_keys',
+    'registry': '/var/lib/xyssh',
+    # Where the audit lines go: "syslog", or the path of a file.
+    'log': 'syslog',
+    'syslog_facility': 'daemon',
+    # Size limits in KiB, named and counted as in xymonserver.cfg.
+    'maxmsg_status': '256',
+    'maxmsg_client': '512',
+    'maxmsg_data': '256',
+    # Seconds the forced command waits for the next bytes from the client.
+    'idle_timeout': '60',
+    # Seconds to wait for xymond to take a message and answer.
+    'xymond_timeout': '15',
+    # The program written into command=; empty: the running xyssh.
+    'command': '',
+    # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
+    'require_auth_info': 'no',
+}
+
+CLIENT_DEFAULTS = {
+    'server': '',
+    'port': '22',
+    'user': 'xymon',
+    'identity': '/etc/xymon/xyssh/id_ed25519',
+    'known_hosts': '/etc/xymon/xyssh/known_hosts',
+    'timeout': '15',
+}
+
+SECTIONS = {'server': SERVER_DEFAULTS, 'client': CLIENT_DEFAULTS}
+
+
+def config_path(option: 'str | None' = None) -> str:
+    """Return the config path: the option, $XYSSH_CONFIG, or the default."""
+    return option or os.environ.get('XYSSH_CONFIG') or DEFAULT_PATH
+
+
+class Section:
+    """The values of one section, defaults filled in, typed on access."""
+
+    def __init__(self, path: str, name: str, values: dict) -> None:
+        self.path = path
+        self.name = name
+        self._values = values
+
+    def text(self, key: str) -> str:
+        """Return the value of KEY as a string."""
+        return self._values[key]
+
+    def number(self, key: str, minimum: int = 0) -> int:
+        """Return the value of KEY as a whole number of at least MINIMUM."""
+        value = self._values[key]
+
+        try:
+            result = int(value)
+        except ValueError:
+            result = minimum - 1
+
+        if result < minimum:
+            raise ConfigError('%s [%s] %s = %r: expected a whole number '
+                              'of at least %d'
+                              % (self.path, self.name, key, value, minimum))
+
+        return result
+
+    def flag(self, key: str) -> bool:
+        """Return the value of KEY as a yes/no flag."""
+        value = self._values[key].strip().lower()
+
+        if value in ('yes', 'true', 'on', '1'):
+            return True
+
+        if value in ('no', 'false', 'off', '0'):
+            return False
+
+        raise ConfigError('%s [%s] %s = %r: expected yes or no'
+                          % (self.path, self.name, key, value))
+
+
+class Config:
+    """The whole file: .server and .client, each a Section."""
+
+    def __init__(self, path: str, server: Section, client: Section) -> None:
+        self.path = path
+        self.server = server
+        self.client = client
+
+
+def load_config(path: str) -> Config:
+    """Read PATH; a missing file or an unknown name is a ConfigError."""
+    parser = configparser.ConfigParser(interpolation=None,
+                                       default_section='\0none')
+
+    try:
+        with open(path, encoding='utf-8') as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError('cannot read %s: %s' % (path, exc.strerror))
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        text = str(exc).replace('\n', ' ')
+        raise ConfigError('cannot parse %s: %s' % (path, text))
+
+    sections = {}
+
+    for name, defaults in SECTIONS.items():
+        values = dict(defaults)
+
+        if parser.has_section(name):
+            for key, value in parser.items(name):
+                if key not in defaults:
+                    raise ConfigError('%s: unknown key %r in section [%s]'
+                                      % (path, key, name))
+                values[key] = value.strip()
+
+        sections[name] = Section(path, name, values)
+
+    for name in parser.sections():
+        if name not in SECTIONS:
+            raise ConfigError('%s: unknown section [%s]; expected [server] '
+                              'or [client]' % (path, name))
+
+    return Config(os.path.abspath(path), sections['server'],
+                  sections['client'])
+
+
+def split_host_port(value: str, default_port: int) -> 'tuple[str, int]':
+    """Split HOST, HOST:PORT, [V6] or [V6]:PORT; a bare IPv6 keeps PORT.
+
+    A bare IPv6 address such as 2001:db8::10 has no port: its last group
+    is part of the address, never a port number.
+    """
+    value = value.strip()
+
+    if value.startswith('['):
+        close = value.find(']')
+
+        if close < 0:
+            raise ConfigError('%r: missing "]" after an IPv6 address'
+                              % value)
+
+        host, rest = value[1:close], value[close + 1:]
+
+        if not rest:
+            return host, default_port
+
+        if not rest.startswith(':'):
+            raise ConfigError('%r: expected ":PORT" after "]"' % value)
+
+        return host, _port_number(value, rest[1:])
+
+    if value.count(':') == 1:
+        host, port = value.split(':')
+        return host, _port_number(value, port)
+
+    return value, default_port
+
+
+def _port_number(value: str, port: str) -> int:
+    """Return PORT as a TCP port number, or raise naming VALUE."""
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError('%r: port must be a number from 1 to 65535'
+                          % value)
+
+    return int(port)

@@ -1,0 +1,297 @@
+"""`xyssh receive`: the OpenSSH forced command for one device key.
+
+sshd runs it from the key's authorized_keys line as
+
+    xyssh receive --config PATH --fp SHA256:...
+
+The fingerprint in that line is the identity; nothing the client sends
+can change it.  The client's own command arrives in SSH_ORIGINAL_COMMAND
+and is data only: it may be empty or the single word "xyssh-send".  The
+message arrives framed on stdin (see xyssh.wire).  It refuses, before
+anything reaches xymond: unknown, revoked or mismatched keys, a key whose
+host left hosts.cfg, unframed or cut input, and every message policy
+refuses.  stdout carries only protocol answers; stderr gets one short
+line per failure for the client; details go to the log.
+
+This runs once per report, so it imports nothing heavy: no click, no
+asyncssh, no logging.handlers.
+"""
+
+import os
+import select
+import sys
+
+from . import wire
+from .config import load_config
+from .errors import (ConfigError, MalformedMessage, MessageTooLarge,
+                     NotPermitted, XysshError)
+from .hostscfg import load_hosts
+from .intake import Intake, refuse
+from .keys import fingerprint_of_line, is_fingerprint, read_record
+from .log import setup_logging
+from .policy import Limits
+from .xymond import parse_address
+
+ALLOWED_COMMANDS = ('', 'xyssh-send')
+USAGE = 'usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT'
+
+
+class StdinReader:
+    """Read stdin in bounded waits, so a stalled client cannot hang us."""
+
+    def __init__(self, idle_timeout: float, descriptor: int = 0) -> None:
+        self.idle_timeout = idle_timeout
+        self.descriptor = descriptor
+        self.buffer = b''
+        self.eof = False
+
+    def _fill(self) -> None:
+        """Read what is available, waiting at most the idle timeout."""
+        ready, _, _ = select.select([self.descriptor], [], [],
+                                    self.idle_timeout)
+
+        if not ready:
+            raise MalformedMessage('no data for %d seconds; message '
+                                   'dropped' % self.idle_timeout)
+
+        chunk = os.read(self.descriptor, 1 << 18)
+
+        if chunk:
+            self.buffer += chunk
+        else:
+            self.eof = True
+
+    def read_line(self, limit: int) -> bytes:
+        """Return one line with its newline, b'' at EOF, at most LIMIT."""
+        while b'\n' not in self.buffer[:limit] and not self.eof and \
+                len(self.buffer) < limit:
+            self._fill()
+
+        end = self.buffer.find(b'\n', 0, limit)
+
+        if end < 0:
+            line, self.buffer = self.buffer[:limit], self.buffer[limit:]
+        else:
+            line, self.buffer = self.buffer[:end + 1], \
+                self.buffer[end + 1:]
+
+        return line
+
+    def read_exactly(self, size: int) -> bytes:
+        """Return SIZE bytes, or fewer if the client closed early."""
+        parts = [self.buffer[:size]]
+        have = len(parts[0])
+        self.buffer = self.buffer[size:]
+
+        while have < size and not self.eof:
+            self._fill()
+            part = self.buffer[:size - have]
+            self.buffer = self.buffer[len(part):]
+            parts.append(part)
+            have += len(part)
+
+        return b''.join(parts)
+
+
+def _write(descriptor: int, data: bytes) -> None:
+    """Write all of DATA to a file descriptor."""
+    view = memoryview(data)
+
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
+def _parse_argv(argv: 'list[str]') -> 'tuple[str, str]':
+    """Return (config path, fingerprint) from receive's own arguments."""
+    config = fingerprint = None
+    position = 0
+
+    while position < len(argv):
+        word = argv[position]
+        name, equals, value = word.partition('=')
+
+        if name in ('--config', '--fp'):
+            if not equals:
+                position += 1
+                value = argv[position] if position < len(argv) else ''
+
+            if name == '--config':
+                config = value
+            else:
+                fingerprint = value
+        else:
+            raise ConfigError(USAGE)
+
+        position += 1
+
+    if not config or not fingerprint or not is_fingerprint(fingerprint):
+        raise ConfigError(USAGE)
+
+    return config, fingerprint
+
+
+def _check_original_command() -> None:
+    """Refuse any client command but none or the one protocol word."""
+    command = os.environ.get('SSH_ORIGINAL_COMMAND', '')
+
+    if command not in ALLOWED_COMMANDS:
+        raise NotPermitted('unsupported command; send with xymon-ssh')
+
+
+def _check_auth_info(fingerprint: str, required: bool) -> None:
+    """Cross-check the key sshd says logged in, when ExposeAuthInfo is on.
+
+    SSH_USER_AUTH names a file with lines like "publickey ssh-ed25519
+    AAAA...".  If sshd set it but it cannot be read, refuse: never guess.
+    """
+    path = os.environ.get('SSH_USER_AUTH')
+
+    if path is None:
+        if required:
+            raise NotPermitted('server cannot confirm which key logged in')
+        return
+
+    try:
+        with open(path, encoding='ascii', errors='replace') as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        raise NotPermitted('server cannot confirm which key logged in') \
+            from None
+
+    used = [fingerprint_of_line(line[len('publickey '):])
+            for line in lines if line.startswith('publickey ')]
+
+    if fingerprint not in used:
+        raise NotPermitted('the key that logged in is not the key this '
+                           'login is configured for')
+
+
+def main(argv: 'list[str]') -> int:
+    """Run the forced command; return the exit status for sshd."""
+    peer = (os.environ.get('SSH_CONNECTION') or '-').split()[0]
+    fingerprint = '-'
+
+    try:
+        config_file, fingerprint = _parse_argv(argv)
+        config = load_config(config_file)
+        server = config.server
+        setup_logging(server.text('log'), server.text('syslog_facility'))
+    except XysshError as err:
+        _write(2, (err.client_text + '\n').encode())
+        return err.exit_status
+
+    try:
+        intake = _open_intake(config, fingerprint, peer)
+    except XysshError as err:
+        refuse(err, fingerprint, peer)
+        _answer_error(err)
+        return err.exit_status
+    except Exception:
+        import logging
+        logging.getLogger(__name__).exception('receive failed')
+        err = XysshError()
+        _answer_error(err)
+        return err.exit_status
+
+    return _serve(intake, StdinReader(server.number('idle_timeout', 1)))
+
+
+def _open_intake(config, fingerprint: str, peer: str) -> Intake:
+    """Check the login and return the Intake that will take its messages."""
+    server = config.server
+    _check_original_command()
+    _check_auth_info(fingerprint, server.flag('require_auth_info'))
+    record = read_record(server.text('registry'), fingerprint)
+
+    if record is None or record.state != 'active':
+        raise NotPermitted('this key is not registered or was revoked')
+
+    hosts = load_hosts(server.text('hosts_cfg'))
+    key_host = hosts.canonical(record.host)
+
+    if key_host is None:
+        raise NotPermitted('host %s of this key is not in hosts.cfg'
+                           % record.host)
+
+    limits = Limits(server.number('maxmsg_status', 32),
+                    server.number('maxmsg_client', 32),
+                    server.number('maxmsg_data', 32))
+    return Intake(record, key_host, hosts, limits,
+                  parse_address(server.text('xymond')),
+                  server.number('xymond_timeout', 1), peer)
+
+
+def _answer_error(err: XysshError) -> None:
+    """Tell the client: a protocol answer on stdout, a line on stderr."""
+    try:
+        _write(1, wire.error_answer(err.exit_status, err.client_text))
+        _write(2, (err.client_text + '\n').encode('utf-8', 'replace'))
+    except OSError:
+        pass
+
+
+def _serve(intake: Intake, reader: StdinReader) -> int:
+    """Handle framed messages until EOF; return the exit status."""
+    status = 0
+    count = 0
+
+    while True:
+        try:
+            data = _read_frame(reader, intake.limits.largest, count)
+
+            if data is None:
+                return status
+
+            count += 1
+            reply = intake.handle(data)
+        except (MalformedMessage, MessageTooLarge) as err:
+            if count == 0 or reader.eof or not reader.buffer:
+                refuse(err, intake.key.fingerprint, intake.peer,
+                       intake.key_host)
+            _answer_error(err)
+            return err.exit_status
+        except XysshError as err:
+            _answer_error(err)
+            status = err.exit_status
+            continue
+        except OSError:
+            return 74
+
+        try:
+            _write(1, wire.ok_answer(reply))
+        except OSError:
+            return 74
+
+
+def _read_frame(reader: StdinReader, largest: int,
+                count: int) -> 'bytes | None':
+    """Return the next framed message, None at a clean end of input."""
+    line = reader.read_line(wire.MAX_HEADER)
+
+    if not line and reader.eof:
+        if count == 0:
+            raise MalformedMessage('no message received')
+        return None
+
+    header = wire.parse_request_header(line)
+
+    if header is None:
+        raise MalformedMessage('input is not framed by xyssh; send with '
+                               'xymon-ssh or xyssh send')
+
+    length, digest = header
+
+    if length > largest:
+        raise MessageTooLarge('message of %d bytes is over the largest '
+                              'limit of %d bytes' % (length, largest))
+
+    data = reader.read_exactly(length)
+
+    if len(data) < length:
+        raise MalformedMessage('message cut short: %d of %d bytes '
+                               'arrived' % (len(data), length))
+
+    if not wire.digest_matches(data, digest):
+        raise MalformedMessage('message does not match its SHA-256')
+
+    return data

@@ -1,0 +1,269 @@
+"""Parse a Xymon message the way xymond 4.3.30 reads it.  Pure functions.
+
+xymond picks a handler by comparing the start of the message with its
+command words, so "statusfoo" is taken as a status.  xyssh instead takes
+the first word of the first line exactly and refuses anything it does
+not recognise.  Where xymond reads a host name, this module reads the
+same name, by the same rules: HOST.TEST is split at the last dot and
+commas in HOST become dots (for Big Brother clients).  A message xymond
+would cut short or file under another name is refused here.
+"""
+
+import re
+
+from .errors import MalformedMessage, NotPermitted
+
+REPORT_TYPES = ('status', 'combo', 'client', 'data')
+
+# Commands xymond 4.3.30 knows besides the four report types.  None of
+# them may be sent unless a key is granted the word.
+OTHER_COMMANDS = frozenset((
+    'extcombo', 'meta', 'modify', 'summary', 'notes', 'usermsg', 'enable',
+    'disable', 'config', 'download', 'flush', 'reload', 'rotate', 'query',
+    'xymondlog', 'xymondxlog', 'xymondboard', 'xymondxboard', 'hostinfo',
+    'xymondack', 'hobbitdack', 'ack', 'ackinfo', 'drop', 'rename', 'dummy',
+    'ping', 'notify', 'schedule', 'clientlog', 'ghostlist', 'multisrclist',
+    'senderstats', 'pullclient',
+))
+
+# Granted commands whose second word is HOST.TEST or HOST: the host is
+# held to the key's own host like a report's.
+HOST_TEST_COMMANDS = frozenset(('query', 'xymondlog', 'xymondxlog',
+                                'enable', 'disable', 'notify', 'modify',
+                                'meta', 'ackinfo'))
+HOST_COMMANDS = frozenset(('drop', 'clientlog'))
+
+# Commands that can carry messages or actions for any host; no key may
+# be granted them.
+NEVER_GRANTED = frozenset(('extcombo', 'schedule', 'rename'))
+
+# Text that makes xymond record another sender address (xymond.c: the
+# "Status message received from" line cuts the status there; a [proxy]
+# section with ClientIP: does the same for client data).
+_FAKE_SENDER = (b'\nStatus message received from ', b'\n[proxy]\n')
+
+_TEST_NAME = re.compile(r'[A-Za-z0-9_-]+\Z')
+_BLANKS = re.compile(r'[ \t]+')
+_STATUS_WORD = re.compile(r'status(?:\+([^/]*))?(?:/group:(.*))?\Z')
+_DURATION = re.compile(r'(\d+[mhdw]?)+\Z')
+_COLORS = ('green', 'yellow', 'red', 'clear', 'client')
+_REFUSED_COLORS = ('purple', 'blue')
+_LEADING_LETTERS = re.compile(r'[A-Za-z]*')
+_UNIT_MINUTES = {'': 1, 'm': 1, 'h': 60, 'd': 1440, 'w': 10080}
+
+
+class Report:
+    """One host-bearing part of a message: a status, client or data."""
+
+    def __init__(self, kind: str, host: str, test: str, size: int) -> None:
+        self.kind = kind
+        self.host = host
+        self.test = test
+        self.size = size
+
+
+class Message:
+    """A parsed message: its command word, type and the parts it holds."""
+
+    def __init__(self, command: str, kind: str, reports: 'list[Report]',
+                 size: int) -> None:
+        self.command = command
+        self.kind = kind
+        self.reports = reports
+        self.size = size
+
+
+def parse_message(data: bytes) -> Message:
+    """Parse DATA into a Message, or raise MalformedMessage/NotPermitted.
+
+    Only the four report types are parsed in full.  Any other command
+    xymond knows comes back with kind "other" so a grant can let it
+    through; anything else is malformed.
+    """
+    if not data:
+        raise MalformedMessage('empty message')
+
+    if b'\x00' in data:
+        raise MalformedMessage('NUL byte in the message (xymond would '
+                               'cut it there)')
+
+    for marker in _FAKE_SENDER:
+        if marker in data:
+            raise NotPermitted('the message carries a %r line that would '
+                               'set a false sender address'
+                               % marker.strip().decode())
+
+    text = data.decode('latin-1')
+    words = _words(text.split('\n', 1)[0])
+    command = words[0] if words and text[:1] not in ' \t' else ''
+
+    if command.startswith('status') and _STATUS_WORD.match(command):
+        return Message(command, 'status', [_parse_status(text)], len(data))
+
+    if command == 'combo' and text.startswith('combo\n'):
+        return Message(command, 'combo', _parse_combo(text), len(data))
+
+    if command == 'client' or command.startswith('client/'):
+        return Message(command, 'client', [_parse_client(text)],
+                       len(data))
+
+    if command == 'data':
+        return Message(command, 'data', [_parse_data(text)], len(data))
+
+    if command in OTHER_COMMANDS:
+        return Message(command, 'other', [], len(data))
+
+    raise MalformedMessage('unknown message type %r' % command[:40])
+
+
+def _words(line: str) -> 'list[str]':
+    """Split a line into words at blanks and tabs only, as strtok(" \\t").
+
+    str.split() would also split at CR, form feed and other characters
+    that xymond keeps inside a word.
+    """
+    return [word for word in _BLANKS.split(line) if word]
+
+
+def _split_host_test(word: str, kind: str) -> 'tuple[str, str]':
+    """Split HOST.TEST at the last dot and turn commas into dots."""
+    host, dot, test = word.rpartition('.')
+
+    if not dot or not host or not test:
+        raise MalformedMessage('%s needs HOST.TEST, got %r'
+                               % (kind, word[:80]))
+
+    return host.replace(',', '.'), test
+
+
+def duration_minutes(text: str) -> int:
+    """Return the minutes xymond's durationvalue() reads from TEXT.
+
+    It reads numbers with an optional unit m, h, d or w (minutes without
+    one) and adds them up, stopping at the first other character: so
+    "2H" is 2 minutes and an empty lifetime is 0.
+    """
+    total = 0
+
+    for number, unit in re.findall(r'(\d*)([mhdw]?)',
+                                   re.match(r'[0-9mhdw]*', text).group()):
+        total += int(number or 0) * _UNIT_MINUTES[unit]
+
+    return total
+
+
+def parse_color(word: str) -> 'str | None':
+    """Return the color xymond reads in WORD, or None, as parse_color().
+
+    xymond looks at the first seven characters, takes their leading
+    letters and compares them, ignoring case, with the color names: so
+    "Red," is red and "greenish" is no color at all.
+    """
+    letters = _LEADING_LETTERS.match(word[:7]).group().lower()
+    return letters if letters in _COLORS + _REFUSED_COLORS else None
+
+
+def _parse_status(text: str) -> Report:
+    """Parse one "status[+LIFETIME][/group:G] HOST.TEST COLOR ..." message."""
+    words = _words(text.split('\n', 1)[0])
+    match = _STATUS_WORD.match(words[0])
+    lifetime, groups = match.groups()
+
+    if lifetime is not None and not _DURATION.match(lifetime):
+        raise MalformedMessage('status lifetime +%s: unit must be m/h/d/w, '
+                               'in lowercase, as in +30 or +1h30m (xymond '
+                               'would read +%s as %d minutes)'
+                               % (lifetime[:20], lifetime[:20],
+                                  duration_minutes(lifetime)))
+
+    if groups is not None and not groups:
+        raise MalformedMessage('status: empty /group: name')
+
+    if len(words) < 3:
+        raise MalformedMessage('status needs HOST.TEST and a color')
+
+    host, test = _split_host_test(words[1], 'status')
+
+    if not _TEST_NAME.match(test):
+        raise MalformedMessage('test name %r: use letters, digits, "_" '
+                               'and "-" only' % test[:40])
+
+    color = parse_color(words[2])
+
+    if color in _REFUSED_COLORS:
+        raise MalformedMessage('color %r is reserved to xymond; send '
+                               'green, yellow, red or clear' % words[2])
+
+    if color is None:
+        raise MalformedMessage('unknown color %r' % words[2][:20])
+
+    return Report('status', host, test, len(text))
+
+
+def _parse_combo(text: str) -> 'list[Report]':
+    """Split a combo where xymond splits it and parse every status."""
+    parts = text[len('combo\n'):].split('\n\nstatus')
+    reports = []
+
+    for number, part in enumerate(parts):
+        if number > 0:
+            part = 'status' + part
+
+        word = (_words(part.split('\n', 1)[0]) or [''])[0]
+
+        if not (word.startswith('status') and _STATUS_WORD.match(word)):
+            raise MalformedMessage('combo part %d is not a status'
+                                   % (number + 1))
+
+        reports.append(_parse_status(part))
+
+    return reports
+
+
+def _parse_client(text: str) -> Report:
+    """Parse "client[/COLLECTOR] HOST.OSTYPE [CLASS]" and its sections.
+
+    For client messages xymond ends the first line at a CR as well.
+    """
+    words = _words(re.split(r'[\r\n]', text, 1)[0])
+
+    if len(words) < 2:
+        raise MalformedMessage('client needs HOST.OSTYPE')
+
+    host, ostype = _split_host_test(words[1], 'client')
+    return Report('client', host, ostype, len(text))
+
+
+def _parse_data(text: str) -> Report:
+    """Parse "data HOST.NAME" and its free text.
+
+    xymond takes the name up to a blank, tab, CR or newline.
+    """
+    match = re.match(r'data[ \t]+([^ \t\r\n]+)', text)
+
+    if not match:
+        raise MalformedMessage('data needs HOST.NAME')
+
+    host, name = _split_host_test(match.group(1), 'data')
+
+    if not _TEST_NAME.match(name):
+        raise MalformedMessage('data name %r: use letters, digits, "_" '
+                               'and "-" only' % name[:40])
+
+    return Report('data', host, name, len(text))
+
+
+def other_command_host(data: bytes, command: str) -> 'str | None':
+    """Return the host a granted non-report command names, or None."""
+    words = _words(data.decode('latin-1').split('\n', 1)[0])
+
+    if len(words) < 2:
+        return None
+
+    if command in HOST_TEST_COMMANDS:
+        return _split_host_test(words[1], command)[0]
+
+    if command in HOST_COMMANDS:
+        return words[1].replace(',', '.')
+
+    return None

@@ -1,0 +1,170 @@
+"""xymon-ssh: a drop-in for Xymon's `xymon` program that sends over SSH.
+
+    xymon-ssh [--debug] [--timeout=N] [--merge] RECIPIENT MESSAGE
+
+MESSAGE "@" sends all of stdin as one message, "-" sends each stdin line
+as a message of its own (replies are dropped, as xymon drops them), any
+other text is sent as it is; with --merge, MESSAGE, a newline and all of
+stdin make one message.  RECIPIENT is accepted as xymon accepts it (an
+address, host:port, a list, or 0.0.0.0 for $XYMSERVERS); the SSH
+destination itself comes from the [client] section of xyssh.cfg.
+
+stdout carries xymond's reply and nothing else: Xymon's client script
+saves it as the logfetch configuration.  Every diagnostic goes to stderr.
+"""
+
+import os
+import subprocess
+import sys
+
+from .client import (EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Destination,
+                     SendFailure, send_messages)
+from .config import config_path, load_config
+from .errors import ConfigError
+
+XYMON_VERSION = 'Xymon version 4.3.30'
+USAGE = ('Usage: xymon-ssh [--debug] [--timeout=N] [--merge] '
+         '[--config=PATH] RECIPIENT MESSAGE\n'
+         '       xymon-ssh --version\n')
+
+# Options of Xymon's xymon that make no sense over SSH; accepted quietly.
+_IGNORED = ('--response', '--str', '--proxy=', '--env=', '--area=',
+            '--out=')
+
+
+class Options:
+    """What the command line asked for."""
+
+    def __init__(self) -> None:
+        self.debug = False
+        self.timeout = None
+        self.merge = False
+        self.config = None
+        self.version = False
+        self.help = False
+        self.words = []
+
+
+def parse_argv(argv: 'list[str]') -> Options:
+    """Parse argv the way xymon does: unknown options only draw a warning."""
+    options = Options()
+
+    for word in argv:
+        if options.words or not word.startswith('-') or word in ('-', '@'):
+            options.words.append(word)
+        elif word == '--debug':
+            options.debug = True
+        elif word == '--merge':
+            options.merge = True
+        elif word == '--version':
+            options.version = True
+        elif word in ('--help', '-?'):
+            options.help = True
+        elif word.startswith('--timeout='):
+            value = word[len('--timeout='):]
+            options.timeout = int(value) if value.isdigit() and \
+                int(value) > 0 else None
+        elif word.startswith('--config='):
+            options.config = word[len('--config='):]
+        elif word.startswith(_IGNORED):
+            pass
+        else:
+            sys.stderr.write('Unknown option %s\n' % word)
+
+    return options
+
+
+def version_line() -> str:
+    """Return what `xymon --version` says on this machine.
+
+    Xymon's client script reports it as the client version, and the
+    server may start a client update when it differs; so the wrapped
+    xymon binary is asked when it is there.
+    """
+    home = os.environ.get('XYMONHOME', '/usr/lib/xymon/client')
+    stock = os.path.join(home, 'bin', 'xymon')
+
+    try:
+        if os.path.isfile(stock) and not os.path.samefile(stock,
+                                                           sys.argv[0]):
+            result = subprocess.run([stock, '--version'], timeout=5,
+                                    capture_output=True, check=False)
+            line = result.stdout.decode('utf-8', 'replace').strip()
+
+            if line.startswith('Xymon version'):
+                return line.splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+    return XYMON_VERSION
+
+
+def _messages(options: Options, stdin) -> 'tuple[list[bytes], bool]':
+    """Return the messages to send and whether their replies are wanted."""
+    message = options.words[1]
+
+    if options.merge:
+        return [message.encode('utf-8', 'surrogateescape') + b'\n' +
+                stdin.read()], True
+
+    if message == '@':
+        return [stdin.read()], True
+
+    if message == '-':
+        return [line for line in stdin.read().splitlines(keepends=True)
+                if line.strip()], False
+
+    return [message.encode('utf-8', 'surrogateescape')], True
+
+
+def main(argv: 'list[str] | None' = None) -> int:
+    """Run xymon-ssh; return its exit status."""
+    options = parse_argv(sys.argv[1:] if argv is None else argv)
+
+    if options.version:
+        sys.stdout.write(version_line() + '\n')
+        return EXIT_OK
+
+    if options.help or len(options.words) < 2:
+        sys.stderr.write(USAGE)
+        return EXIT_USAGE
+
+    def debug(text: str) -> None:
+        """Print a debugging line when --debug is given."""
+        if options.debug:
+            sys.stderr.write('xymon-ssh: %s\n' % text)
+
+    try:
+        config = load_config(config_path(options.config))
+        destination = Destination(config.client, options.timeout)
+    except ConfigError as err:
+        sys.stderr.write('xymon-ssh: %s\n' % err.detail)
+        return EXIT_CONFIG
+
+    messages, want_reply = _messages(options, sys.stdin.buffer)
+
+    if not messages:
+        return EXIT_OK
+
+    debug('sending %d message(s) to %s as %s' % (
+        len(messages), destination.label, destination.user))
+
+    try:
+        answers = send_messages(destination, messages, debug)
+    except SendFailure as failure:
+        sys.stderr.write('xymon-ssh: %s\n' % failure.text)
+        return failure.exit_status
+
+    for answer in answers:
+        if answer.exit_status:
+            sys.stderr.write('xymon-ssh: server %s: %s\n'
+                             % (destination.label, answer.text))
+
+    if want_reply and answers and not answers[0].exit_status:
+        sys.stdout.buffer.write(answers[0].reply)
+        sys.stdout.buffer.flush()
+
+    if len(answers) < len(messages):
+        return answers[-1].exit_status if answers else EXIT_USAGE
+
+    return answers[-1].exit_status

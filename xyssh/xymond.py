@@ -1,0 +1,57 @@
+"""Hand one checked message to xymond the way Xymon's own client does."""
+
+import socket
+
+from .errors import UpstreamUnavailable
+
+# xymond accepts at most this much per connection (MAX_XYMON_INBUFSZ).
+_MAX_REPLY = 64 * 1024 * 1024
+
+
+def parse_address(value: str) -> 'tuple[str, int]':
+    """Split "IP:PORT" (port 1984 when absent) for the xymond setting."""
+    host, _, port = value.rpartition(':')
+
+    if not host:
+        return value, 1984
+
+    return host, int(port)
+
+
+def send_to_xymond(address: 'tuple[str, int]', message: bytes,
+                   timeout: float) -> bytes:
+    """Send MESSAGE on its own connection and return xymond's reply.
+
+    xymond reads until the sender half-closes, then processes the message
+    and answers (or not) before it closes.  The whole message is written
+    in one go: xymond drops a connection that is still sending after its
+    own timeout, and throws away what it had buffered.
+    """
+    try:
+        with socket.create_connection(address, timeout=timeout) as sock:
+            sock.sendall(message)
+            sock.shutdown(socket.SHUT_WR)
+            return _read_to_eof(sock)
+    except socket.timeout:
+        raise UpstreamUnavailable() from None
+    except OSError:
+        raise UpstreamUnavailable() from None
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    """Read what xymond answers until it closes the connection."""
+    chunks = []
+    size = 0
+
+    while True:
+        chunk = sock.recv(65536)
+
+        if not chunk:
+            return b''.join(chunks)
+
+        size += len(chunk)
+
+        if size > _MAX_REPLY:
+            raise UpstreamUnavailable()
+
+        chunks.append(chunk)
