@@ -98,9 +98,22 @@ def clean(value: object) -> str:
     return text
 
 
-def audit(verb: str, **fields: object) -> None:
-    """Write one audit line: VERB, then the fields as key=value."""
+def quoted(value: object) -> str:
+    """Make free text safe for one log field: quoted, on one line."""
+    if value is None or value == '':
+        return '-'
+
+    text = re.sub(r'[\x00-\x1f\x7f"\\]+', ' ', str(value))[:_MAX_VALUE]
+    return '"%s"' % text
+
+
+def audit(verb: str, detail: object = None, **fields: object) -> None:
+    """Write one audit line: VERB, the fields as key=value, then detail.
+
+    DETAIL is the human sentence behind the reason, quoted.
+    """
     line = ' '.join([verb] + ['%s=%s' % (key, clean(value))
-                              for key, value in fields.items()])
+                              for key, value in fields.items()] +
+                    ['detail=%s' % quoted(detail)])
     level = logging.INFO if verb == 'accepted' else logging.WARNING
     audit_log.log(level, '%s', line)

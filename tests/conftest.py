@@ -1,0 +1,193 @@
+"""Fixtures: a real xymond, real sshd deployments, devices with keys.
+
+xymond is started once per test session (it takes a second or two);
+each test gets its own sshd, registry, authorized_keys and recording
+relay in front of xymond, so tests cannot see each other's keys or
+messages.  A missing xymon or openssh-server package makes these
+fixtures raise: the tests fail, they never skip.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from realparts import Sshd, Xymond, make_keypair, ssh_command
+from tap import RecordingTap
+
+DATA = pathlib.Path(__file__).parent / 'data'
+BIN = pathlib.Path(sys.executable).parent
+XYSSH = str(BIN / 'xyssh')
+XYMON_SSH = str(BIN / 'xymon-ssh')
+
+# The shared field-case fixture plus the host of the real client message.
+HOSTS_CFG = """\
+127.0.0.1   xymon-sandbox.example.com   # bbd noconn
+192.0.2.10  web01.example.com   #
+192.0.2.11  db01.example.com    # CLASS:dbservers
+192.0.2.12  win01.example.com   # CLIENT:WIN01
+192.0.2.20  host1.example.com   # noconn
+"""
+
+# host1's own section is what xymond must send back to host1's client.
+HOST1_SECTION = b'log:/var/log/host1-app.log:10240\nignore DEBUG\n'
+CLIENT_LOCAL_CFG = ('[host1.example.com]\n' + HOST1_SECTION.decode() +
+                    '\n[linux]\nlog:/var/log/messages:10240\n'
+                    'ignore MARK\n')
+
+
+def pytest_configure(config) -> None:
+    """Make sure the installed programs are the ones under test."""
+    for program in (XYSSH, XYMON_SSH):
+        if not os.path.exists(program):
+            raise pytest.UsageError('%s is missing: install xyssh first '
+                                    '(pip install -e .[test])' % program)
+
+
+@pytest.fixture(scope='session')
+def xymond(tmp_path_factory):
+    """A private xymond with its client channel, for the whole session."""
+    daemon = Xymond.start(tmp_path_factory.mktemp('xymond'), HOSTS_CFG,
+                          CLIENT_LOCAL_CFG)
+    yield daemon
+    daemon.stop()
+
+
+class Device:
+    """A monitored machine: its key pair and its client configuration."""
+
+    def __init__(self, deployment: 'Deployment', host: str,
+                 name: str) -> None:
+        self.deployment = deployment
+        self.host = host
+        self.name = name
+        self.private, self.public = make_keypair(
+            deployment.root / 'devices', name, '%s agent' % name)
+        self.config = deployment.root / 'devices' / ('%s.cfg' % name)
+        self.write_config()
+        self.fingerprint = None
+
+    def write_config(self, **overrides: str) -> None:
+        """Write the device's [client] section, with OVERRIDES."""
+        values = {
+            'server': '127.0.0.1', 'port': str(self.deployment.sshd.port),
+            'user': 'root', 'identity': str(self.private),
+            'known_hosts': str(self.deployment.known_hosts),
+            'timeout': '30',
+        }
+        values.update(overrides)
+        self.config.write_text('[client]\n' + ''.join(
+            '%s = %s\n' % item for item in values.items()))
+
+    def send(self, *args: str, stdin: bytes = b'', env: dict = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run xymon-ssh ARGS as this device."""
+        environment = dict(os.environ, XYSSH_CONFIG=str(self.config))
+        environment.pop('SSH_AUTH_SOCK', None)
+        environment.update(env or {})
+        return subprocess.run([XYMON_SSH, *args], input=stdin,
+                              capture_output=True, env=environment,
+                              timeout=timeout, check=False)
+
+    def ssh(self, *command: str, stdin: bytes = b'', extra=(),
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run OpenSSH's ssh with this device's key, as a raw client."""
+        argv = ssh_command(self.deployment.sshd, self.private,
+                           self.deployment.known_hosts, extra=extra)
+        return subprocess.run(argv + list(command), input=stdin,
+                              capture_output=True, timeout=timeout,
+                              check=False)
+
+
+class Deployment:
+    """A server side: config, registry, authorized_keys, sshd, relay."""
+
+    def __init__(self, root: pathlib.Path, xymond: Xymond,
+                 server_options: dict, sshd_config: str) -> None:
+        self.root = root
+        self.xymond = xymond
+        self.tap = RecordingTap(('127.0.0.1', xymond.port))
+        self.hosts_cfg = xymond.home / 'etc' / 'hosts.cfg'
+        self.authorized_keys = root / 'ssh' / 'authorized_keys'
+        self.authorized_keys.parent.mkdir(mode=0o700)
+        self.log = root / 'xyssh.log'
+        self.config = root / 'xyssh.cfg'
+        values = {
+            'hosts_cfg': str(self.hosts_cfg),
+            'xymond': self.tap.address,
+            'authorized_keys': str(self.authorized_keys),
+            'registry': str(root / 'registry'),
+            'log': str(self.log),
+            'command': XYSSH,
+        }
+        values.update(server_options)
+        self.config.write_text('[server]\n' + ''.join(
+            '%s = %s\n' % item for item in values.items()))
+        self.sshd = Sshd.start(root / 'sshd', self.authorized_keys,
+                               extra_config=sshd_config)
+        self.known_hosts = root / 'known_hosts'
+        self.known_hosts.write_text(self.sshd.known_hosts_line() + '\n')
+
+    def xyssh(self, *args: str, stdin: bytes = b'',
+              env: dict = None) -> subprocess.CompletedProcess:
+        """Run the xyssh admin command against this deployment."""
+        environment = dict(os.environ)
+        environment.update(env or {})
+        return subprocess.run([XYSSH, '--config', str(self.config), *args],
+                              input=stdin, capture_output=True,
+                              env=environment, timeout=60, check=False)
+
+    def add_device(self, host: str, name: str = None,
+                   allow: 'tuple[str, ...]' = ()) -> Device:
+        """Create a device key and register it for HOST."""
+        device = Device(self, host, name or host.split('.')[0])
+        options = [word for item in allow for word in ('--allow', item)]
+        result = self.xyssh('keys', 'add', *options, host,
+                            str(device.public))
+        assert result.returncode == 0, result.stderr
+        device.fingerprint = result.stdout.split()[2]
+        return device
+
+    def audit_lines(self) -> 'list[str]':
+        """Return the audit lines written so far."""
+        if not self.log.exists():
+            return []
+        return [line for line in self.log.read_text().splitlines()
+                if ' accepted ' in line or ' rejected ' in line]
+
+    def close(self) -> None:
+        """Stop sshd and the relay."""
+        self.sshd.stop()
+        self.tap.close()
+
+
+@pytest.fixture
+def make_deployment(tmp_path, xymond):
+    """Return a factory for deployments with extra server options."""
+    made = []
+
+    def make(sshd_config: str = '', **server_options: str) -> Deployment:
+        root = tmp_path / ('deployment%d' % len(made))
+        root.mkdir()
+        deployment = Deployment(root, xymond, server_options, sshd_config)
+        made.append(deployment)
+        return deployment
+
+    yield make
+
+    for deployment in made:
+        deployment.close()
+
+
+@pytest.fixture
+def deployment(make_deployment):
+    """A deployment with default server settings."""
+    return make_deployment()
+
+
+@pytest.fixture
+def web01(deployment):
+    """Device KEY_A, registered for web01.example.com."""
+    return deployment.add_device('web01.example.com')
