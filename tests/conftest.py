@@ -29,11 +29,18 @@ HOSTS_CFG = """\
 192.0.2.11  db01.example.com    # CLASS:dbservers
 192.0.2.12  win01.example.com   # CLIENT:WIN01
 192.0.2.20  host1.example.com   # noconn
+192.0.2.30  quiet.example.com   # noconn
 """
 
 # host1's own section is what xymond must send back to host1's client.
 HOST1_SECTION = b'log:/var/log/host1-app.log:10240\nignore DEBUG\n'
+# db01's section is padded to 40 KiB: a large reply must come back whole.
+DB01_SECTION = (b'log:/var/log/messages:10240\nignore MARK\n'
+                b'file:/etc/passwd\nclientversion:4.3.30\n' +
+                b''.join(b'ignore padding-line-%05d\n' % number
+                         for number in range(1600)))
 CLIENT_LOCAL_CFG = ('[host1.example.com]\n' + HOST1_SECTION.decode() +
+                    '\n[db01.example.com]\n' + DB01_SECTION.decode() +
                     '\n[linux]\nlog:/var/log/messages:10240\n'
                     'ignore MARK\n')
 
@@ -147,7 +154,7 @@ class Deployment:
         result = self.xyssh('keys', 'add', *options, host,
                             str(device.public))
         assert result.returncode == 0, result.stderr
-        device.fingerprint = result.stdout.split()[2]
+        device.fingerprint = result.stdout.split()[2].decode()
         return device
 
     def audit_lines(self) -> 'list[str]':
@@ -191,3 +198,15 @@ def deployment(make_deployment):
 def web01(deployment):
     """Device KEY_A, registered for web01.example.com."""
     return deployment.add_device('web01.example.com')
+
+
+@pytest.fixture
+def db01(deployment):
+    """Device KEY_B, registered for db01.example.com."""
+    return deployment.add_device('db01.example.com')
+
+
+@pytest.fixture
+def win01(deployment):
+    """Device KEY_C, registered for win01.example.com (CLIENT:WIN01)."""
+    return deployment.add_device('win01.example.com')
