@@ -1,0 +1,236 @@
+"""The forced command run directly, the way sshd runs it."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import HOSTS_CFG, XYSSH
+from realparts import free_port, make_keypair
+from tap import RecordingTap
+from xyssh import wire
+from xyssh.keys import KeyRecord, parse_public_keys, write_record
+
+
+class ForcedEnv:
+    """A config, registry and key, and a way to run `xyssh receive`."""
+
+    def __init__(self, root, xymond_address: str, **server: str) -> None:
+        self.root = root
+        (root / 'hosts.cfg').write_text(HOSTS_CFG)
+        values = {'hosts_cfg': str(root / 'hosts.cfg'),
+                  'xymond': xymond_address,
+                  'authorized_keys': str(root / 'authorized_keys'),
+                  'registry': str(root / 'registry'),
+                  'log': str(root / 'xyssh.log')}
+        values.update(server)
+        self.config = root / 'xyssh.cfg'
+        self.config.write_text('[server]\n' + ''.join(
+            '%s = %s\n' % item for item in values.items()))
+        _, public = make_keypair(root, 'key_a')
+        self.public_line = public.read_text().strip()
+        [key] = parse_public_keys(public.read_bytes(), str(public))
+        self.fingerprint = key.fingerprint
+        write_record(str(root / 'registry'), KeyRecord(
+            key.fingerprint, 'web01.example.com', key.text))
+
+    def auth_info(self, line: str) -> str:
+        """Write an ExposeAuthInfo file holding LINE; return its path."""
+        path = self.root / 'auth-info'
+        path.write_text(line + '\n')
+        return str(path)
+
+    def run(self, stdin: bytes = b'', fingerprint: str = None,
+            **environment: str) -> subprocess.CompletedProcess:
+        """Run the forced command with sshd's environment."""
+        env = {'PATH': '/usr/bin:/bin',
+               'SSH_CONNECTION': '192.0.2.7 40000 127.0.0.1 22'}
+        env.update(environment)
+        return subprocess.run(
+            [XYSSH, 'receive', '--config', str(self.config), '--fp',
+             fingerprint or self.fingerprint], input=stdin,
+            capture_output=True, env=env, timeout=60, check=False)
+
+    def log_text(self) -> str:
+        """Return the audit log."""
+        return (self.root / 'xyssh.log').read_text()
+
+
+@pytest.fixture
+def tap(xymond):
+    """A recording relay in front of the session's xymond."""
+    relay = RecordingTap(('127.0.0.1', xymond.port))
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def forced(tmp_path, tap):
+    """A forced-command set-up for web01.example.com."""
+    return ForcedEnv(tmp_path, tap.address)
+
+
+STATUS = b'status web01.example.com.cpu green ok\n'
+
+
+def test_forwards_a_framed_status_and_answers_ok(forced, tap):
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b'ok 0\n'
+    assert result.stderr == b''
+    assert tap.wait_for(1) == [STATUS]
+    assert 'accepted fp=%s' % forced.fingerprint in forced.log_text()
+    assert 'from=192.0.2.7' in forced.log_text()
+
+
+def test_answers_each_of_several_frames_in_turn(forced, tap):
+    second = b'status web01.example.com.disk yellow full\n'
+    foreign = b'status db01.example.com.disk red forged\n'
+
+    result = forced.run(wire.frame(STATUS) + wire.frame(foreign) +
+                        wire.frame(second))
+
+    answers = result.stdout.split(b'\n')
+    assert answers[0] == b'ok 0'
+    assert answers[1].startswith(b'error 77 ')
+    assert answers[2] == b'ok 0'
+    assert result.returncode == 77
+    assert tap.wait_for(2) == [STATUS, second]
+
+
+def test_refuses_when_auth_info_names_another_key(forced, tap, tmp_path):
+    _, other = make_keypair(tmp_path, 'key_b')
+    path = forced.auth_info('publickey ' + other.read_text().strip())
+
+    result = forced.run(wire.frame(STATUS), SSH_USER_AUTH=path)
+
+    assert result.returncode == 77
+    assert b'not the key' in result.stderr
+    assert tap.connections == 0
+
+
+def test_accepts_when_auth_info_names_the_configured_key(forced, tap):
+    path = forced.auth_info('publickey ' + forced.public_line)
+
+    result = forced.run(wire.frame(STATUS), SSH_USER_AUTH=path)
+
+    assert result.returncode == 0, result.stderr
+    assert tap.wait_for(1) == [STATUS]
+
+
+def test_refuses_when_auth_info_file_is_missing(forced, tap):
+    result = forced.run(wire.frame(STATUS),
+                        SSH_USER_AUTH=str(forced.root / 'gone'))
+
+    assert result.returncode == 77
+    assert b'cannot confirm which key' in result.stderr
+    assert tap.connections == 0
+
+
+def test_refuses_without_auth_info_when_required(tmp_path, tap):
+    forced = ForcedEnv(tmp_path, tap.address, require_auth_info='yes')
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 77
+    assert tap.connections == 0
+
+
+def test_refuses_fingerprint_not_in_registry(forced, tap):
+    unknown = 'SHA256:' + 'A' * 43
+
+    result = forced.run(wire.frame(STATUS), fingerprint=unknown)
+
+    assert result.returncode == 77
+    assert b'not registered' in result.stderr
+    assert result.stdout.startswith(b'error 77 ')
+    assert tap.connections == 0
+
+
+def test_refuses_key_whose_host_left_hosts_cfg(forced, tap):
+    hosts = forced.root / 'hosts.cfg'
+    hosts.write_text(HOSTS_CFG.replace('web01.example.com', 'web02.x'))
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 77
+    assert b'not in hosts.cfg' in result.stderr
+    assert tap.connections == 0
+
+
+def test_bad_arguments_are_a_configuration_error(forced):
+    result = forced.run(wire.frame(STATUS), fingerprint='MD5:00:11')
+
+    assert result.returncode == 78
+    assert b'usage: xyssh receive' in result.stderr
+
+
+def test_missing_config_is_reported_without_internals(tmp_path):
+    result = subprocess.run(
+        [XYSSH, 'receive', '--config', str(tmp_path / 'none.cfg'),
+         '--fp', 'SHA256:' + 'A' * 43], input=wire.frame(STATUS),
+        capture_output=True, timeout=30, check=False)
+
+    assert result.returncode == 78
+    assert result.stderr.startswith(b'xyssh: server configuration error')
+
+
+def test_xymond_down_answers_unavailable_and_exits_75(tmp_path):
+    forced = ForcedEnv(tmp_path, '127.0.0.1:%d' % free_port())
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 75
+    assert result.stdout.startswith(b'error 75 ')
+    assert b'xymond unavailable' in result.stderr
+    assert 'reason=xymond-unavailable' in forced.log_text()
+
+
+def test_stalled_client_is_dropped_after_idle_timeout(tmp_path, tap):
+    forced = ForcedEnv(tmp_path, tap.address, idle_timeout='2')
+    framed = wire.frame(STATUS)
+    process = subprocess.Popen(
+        [XYSSH, 'receive', '--config', str(forced.config), '--fp',
+         forced.fingerprint], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
+
+    process.stdin.write(framed[:20])
+    process.stdin.flush()
+    process.wait(timeout=20)
+    stderr = process.stderr.read()
+    process.stdin.close()
+
+    assert process.returncode == 65
+    assert 2 <= time.monotonic() - started < 15
+    assert b'no data for 2 seconds' in stderr
+    assert tap.connections == 0
+
+
+def test_empty_input_is_refused(forced, tap):
+    result = forced.run(b'')
+
+    assert result.returncode == 65
+    assert b'no message received' in result.stderr
+    assert tap.connections == 0
+
+
+def test_start_up_does_not_import_heavy_modules(forced):
+    probe = ('import sys, runpy; sys.argv = ["xyssh", "receive", '
+             '"--config", %r, "--fp", %r]\n'
+             'from xyssh import entry\n'
+             'try:\n    entry.main()\nfinally:\n'
+             '    heavy = [m for m in ("asyncssh", "click", '
+             '"logging.handlers", "cryptography", "asyncio") '
+             'if m in sys.modules]\n'
+             '    sys.stderr.write("HEAVY=%%s\\n" %% heavy)\n'
+             % (str(forced.config), forced.fingerprint))
+
+    result = subprocess.run(['python3', '-c', probe],
+                            input=wire.frame(STATUS),
+                            capture_output=True, timeout=30, check=False,
+                            env=dict(os.environ, SSH_CONNECTION='-'))
+
+    assert b'HEAVY=[]' in result.stderr, result.stderr
