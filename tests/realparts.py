@@ -65,7 +65,7 @@ def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def _require(path: pathlib.Path, package: str) -> None:
@@ -129,7 +129,7 @@ def _process_table() -> dict[int, tuple[str, int]]:
 def _descendants(root: int) -> list[list[tuple[int, str]]]:
     """Return ROOT's live descendants as (pid, comm), grouped by depth."""
     table = _process_table()
-    levels = []
+    levels: list[list[tuple[int, str]]] = []
     parents = {root}
     while True:
         level = sorted((pid, comm) for pid, (comm, ppid) in table.items()
@@ -205,15 +205,15 @@ def _stop_tree(proc: subprocess.Popen[bytes],
     _stop_group([proc], [], timeout)
 
 
-def _spawn(argv: Sequence[str | os.PathLike[str]], output: pathlib.Path,
-           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str | os.PathLike[str]],
+           output: pathlib.Path) -> subprocess.Popen[bytes]:
     """Start ARGV in its own session with stdout+stderr going to OUTPUT."""
     with open(output, "ab") as sink:
         # A new session keeps terminal signals (Ctrl-C in pytest) from
         # reaching the daemon before stop() gets to run.
         return subprocess.Popen(
             [os.fspath(a) for a in argv], stdin=subprocess.DEVNULL,
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
+            stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True)
 
 
@@ -333,6 +333,8 @@ class Xymond:
             # xymond_client posts its derived statuses to XYMSRV.
             "XYMSRV": LOOPBACK,
             "XYMSERVERS": "",
+            # The server's own identity; tests may list this name in
+            # hosts.cfg (tagged "bbd noconn") as Debian's default does.
             "XYMONSERVERHOSTNAME": "xymon-sandbox.example.com",
             "XYMONSERVERIP": LOOPBACK,
             "XYMONSERVEROS": "linux",
@@ -514,7 +516,7 @@ class Xymond:
             sock.sendall(data)
             # xymond only processes a message after reading EOF.
             sock.shutdown(socket.SHUT_WR)
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -627,7 +629,7 @@ class Sshd:
         SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         _generate_key(daemon.host_key_path, "xyssh-test-host")
         daemon.host_public_key = (
-            daemon.host_key_path.with_suffix(".pub").read_text().strip())
+            _public_path(daemon.host_key_path).read_text().strip())
         daemon.config_path.write_text(daemon._config(
             pathlib.Path(authorized_keys).resolve(), extra_config))
         check = subprocess.run(
@@ -788,9 +790,14 @@ def _sshd_version() -> tuple[int, int]:
 # ------------------------------------------------------------- ssh keys
 
 
+def _public_path(private: pathlib.Path) -> pathlib.Path:
+    """Return where ssh-keygen puts the public half of PRIVATE."""
+    return private.with_name(private.name + ".pub")
+
+
 def _generate_key(path: pathlib.Path, comment: str) -> None:
     """Write a new unencrypted ed25519 key pair at PATH and PATH.pub."""
-    if path.exists() or path.with_name(path.name + ".pub").exists():
+    if path.exists() or _public_path(path).exists():
         # ssh-keygen would stop and ask before overwriting.
         raise FileExistsError(f"{path} already exists")
     result = subprocess.run(
@@ -811,7 +818,7 @@ def make_keypair(directory: pathlib.Path, name: str,
     directory.mkdir(parents=True, exist_ok=True)
     private = directory / name
     _generate_key(private, comment)
-    return private, directory / (name + ".pub")
+    return private, _public_path(private)
 
 
 def ssh_command(sshd: Sshd, identity: pathlib.Path,

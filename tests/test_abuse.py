@@ -202,7 +202,7 @@ def test_rejects_frame_larger_than_any_limit_before_reading_it(
     result = web01.ssh('xyssh-send', stdin=header)
 
     assert result.returncode == 65
-    assert b'over the largest limit' in result.stderr
+    assert b'over the largest limit, the limit of 523264 bytes' in result.stderr
     assert deployment.tap.connections == 0
 
 

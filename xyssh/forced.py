@@ -237,7 +237,7 @@ def _serve(intake: Intake, reader: StdinReader) -> int:
 
     while True:
         try:
-            data = _read_frame(reader, intake.limits.largest, count)
+            data = _read_frame(reader, intake.limits, count)
 
             if data is None:
                 return status
@@ -263,7 +263,7 @@ def _serve(intake: Intake, reader: StdinReader) -> int:
             return 74
 
 
-def _read_frame(reader: StdinReader, largest: int,
+def _read_frame(reader: StdinReader, limits: Limits,
                 count: int) -> 'bytes | None':
     """Return the next framed message, None at a clean end of input."""
     line = reader.read_line(wire.MAX_HEADER)
@@ -281,9 +281,7 @@ def _read_frame(reader: StdinReader, largest: int,
 
     length, digest = header
 
-    if length > largest:
-        raise MessageTooLarge('message of %d bytes is over the largest '
-                              'limit of %d bytes' % (length, largest))
+    limits.check_frame(length)
 
     data = reader.read_exactly(length)
 

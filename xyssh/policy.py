@@ -38,15 +38,24 @@ class Limits:
 
     def check(self, kind: str, size: int) -> None:
         """Raise MessageTooLarge if SIZE is over the limit for KIND."""
-        limit = self.limit(kind)
+        if size > self.limit(kind):
+            raise MessageTooLarge('%s message of %d bytes is over %s'
+                                  % (kind, size, self._describe(kind)))
 
-        if size > limit:
-            name, kib = self.by_kind[kind]
-            raise MessageTooLarge(
-                '%s message of %d bytes is over the limit of %d bytes '
-                '(%s %d KiB, less %d for xymond\'s channel header); '
-                'xymond would cut it' % (kind, size, limit, name, kib,
-                                         CHANNEL_HEADER_ROOM))
+    def check_frame(self, size: int) -> None:
+        """Refuse a frame above every limit before reading it."""
+        if size > self.largest:
+            kind = max(self.by_kind, key=self.limit)
+            raise MessageTooLarge('message of %d bytes is over the '
+                                  'largest limit, %s'
+                                  % (size, self._describe(kind)))
+
+    def _describe(self, kind: str) -> str:
+        """Say what the limit for KIND is and where it comes from."""
+        name, kib = self.by_kind[kind]
+        return ('the limit of %d bytes (%s %d KiB, less %d for xymond\'s '
+                'channel header); xymond would cut it'
+                % (self.limit(kind), name, kib, CHANNEL_HEADER_ROOM))
 
 
 def check_message(message: Message, data: bytes, key_host: str,
