@@ -234,10 +234,6 @@ def test_rejects_bad_port_with_config_error_naming_value(value):
     assert repr(value.strip()) in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'config._port_number checks str.isdigit(), which is true for "\u00b2" '
-    'and other Unicode digits that int() refuses: split_host_port raises '
-    'ValueError (a traceback) instead of ConfigError'))
 def test_rejects_superscript_digit_port_with_config_error():
     with pytest.raises(ConfigError):
         split_host_port('xymon.example.com:\u00b2', 22)

@@ -86,12 +86,6 @@ def test_first_definition_of_a_name_wins(tmp_path):
     assert list(index.names.values()) == ['Web01.Example.com']
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'HostIndex.add returns before reading CLIENT: when the name is '
-    'already known; xymond 4.3.30 build_hosttree() adds every record\'s '
-    'clientname to rbclients, duplicates included, so the alias of a '
-    'repeated host line is filed under that host there but refused by '
-    'xyssh (a false refusal, not a widening)'))
 def test_alias_on_a_repeated_host_line_still_resolves(tmp_path):
     index = load(tmp_path, '192.0.2.10 web01.example.com # CLIENT:first\n'
                            '192.0.2.11 web01.example.com # CLIENT:second\n')
@@ -361,31 +355,18 @@ def test_optional_directory_that_exists_is_read(tmp_path):
 
 # known differences from xymond
 
-@pytest.mark.xfail(strict=True, reason=(
-    'hostscfg._HOST_LINE allows a minus sign and _read_file only checks '
-    'octet < 256; xymond 4.3.30 loadhosts_file.c refuses ipN < 0, so '
-    'xyssh accepts a host xymond treats as unknown'))
 def test_negative_octet_is_not_a_host(tmp_path):
     index = load(tmp_path, '-1.0.2.10 neg.example.com\n')
 
     assert index.resolve('neg.example.com') is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'hostscfg._HOST_LINE backtracks into the last octet: "192.0.2.10" '
-    'alone reads as host "0" at 192.0.2.1; xymond sscanf("%d.%d.%d.%d '
-    '%s") reads 10 and finds no name, so the line is no host'))
 def test_address_without_name_is_not_a_host(tmp_path):
     index = load(tmp_path, '192.0.2.10\n')
 
     assert index.names == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'hostscfg._read_file uses str.splitlines(), which also breaks at a '
-    'lone CR, form feed, \\x1c-\\x1e, \\x85, U+2028; xymond stackfgets '
-    'breaks lines only at LF, so "A\\rB" is one line there (host A, B '
-    'ignored) but two hosts in xyssh'))
 def test_lone_carriage_return_does_not_start_a_new_line(tmp_path):
     index = load(tmp_path, '192.0.2.10 a.example.com\r'
                            '192.0.2.11 b.example.com\n')

@@ -315,6 +315,12 @@ def test_rejects_client_host_without_os():
     assert 'needs HOST.TEST' in text
 
 
+def test_rejects_client_keyword_followed_by_tab():
+    text = refusal(b'client\tweb01.example.com.linux linux\n[date]\n')
+
+    assert 'client needs HOST.OSTYPE after one blank' in text
+
+
 def test_clientlog_is_not_a_client_message():
     message = parse_message(b'clientlog web01.example.com section=df')
 
@@ -444,12 +450,6 @@ def test_duration_minutes_matches_xymond_durationvalue(text, minutes):
     assert duration_minutes(text) == minutes
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'duration_minutes keeps reading numbers after a unit that is not '
-    'followed by a digit; xymond timefunc.c durationvalue() stops at '
-    'the first non-digit where a number should start, so "h5" is 0 and '
-    '"10mh5" is 10 (xyssh gives 5 and 15, shown in the +LIFETIME '
-    'error text)'))
 @pytest.mark.parametrize('text, minutes', [('h5', 0), ('10mh5', 10),
                                            ('1mm5', 1)])
 def test_duration_minutes_stops_where_a_number_should_start(text, minutes):

@@ -281,6 +281,19 @@ def test_rejects_granted_other_command_over_status_limit(check):
     assert 'MAXMSG_STATUS' in text
 
 
+def test_check_frame_refuses_only_above_the_largest_limit():
+    limits = Limits(256, 512, 256)
+    largest = 512 * KIB - CHANNEL_HEADER_ROOM
+
+    limits.check_frame(largest)
+
+    with pytest.raises(MessageTooLarge) as caught:
+        limits.check_frame(largest + 1)
+
+    assert '%d bytes' % (largest + 1) in str(caught.value)
+    assert 'MAXMSG_CLIENT 512 KiB' in str(caught.value)
+
+
 def test_limits_follow_configured_sizes(check):
     limits = Limits(4, 8, 2)
     data = padded(b'data web01.example.com.trends', 2 * KIB)

@@ -159,10 +159,5 @@ def test_rejects_malformed_answer_line(line):
     assert wire.parse_answer(line) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'wire.parse_answer turns "error 0 TEXT" into (0, None, TEXT), and '
-    'status 0 means ok: client._read_answers then calls '
-    'readexactly(None) and fails with a TypeError instead of reporting '
-    'a server that does not speak the protocol'))
 def test_rejects_error_answer_with_status_zero():
     assert wire.parse_answer(b'error 0 oops\n') is None

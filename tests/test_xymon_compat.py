@@ -36,10 +36,6 @@ def test_dash_drops_the_reply_of_a_granted_ping_line(deployment, pinger):
     assert result.stderr == b''
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'xymoncli._messages splits "-" input with bytes.splitlines(), which '
-    'also breaks at a lone CR; xymon splits at LF only, so the line is '
-    'cut in two and the second half is refused as malformed'))
 def test_dash_keeps_a_carriage_return_inside_its_line(deployment, web01):
     line = b'status web01,example,com.a green one\rtwo\n'
 

@@ -212,7 +212,7 @@ async def _write_frames(process, frames: 'list[bytes]') -> None:
 
 async def _read_answers(process, count: int,
                         destination: Destination) -> 'list[Answer]':
-    """Read one answer per frame; stop early at a fatal error."""
+    """Read one answer per frame, fewer if the server ended the session."""
     answers = []
 
     while len(answers) < count:
@@ -220,6 +220,11 @@ async def _read_answers(process, count: int,
         parsed = wire.parse_answer(line)
 
         if parsed is None:
+            if not line and answers and answers[-1].exit_status:
+                # The server ended the session after a failure: the
+                # messages not yet answered were not delivered.
+                break
+
             if not line:
                 text = 'server %s closed the session before answering' \
                     % destination.label
@@ -242,9 +247,6 @@ async def _read_answers(process, count: int,
             answers.append(Answer(_SERVER_STATUS.get(status,
                                                      EXIT_SERVER_ERROR),
                                   b'', text))
-
-            if status in (65, 70, 78) or status not in _SERVER_STATUS:
-                break
 
     return answers
 

@@ -8,6 +8,7 @@ uses nothing heavier than configparser.
 
 import configparser
 import os
+import re
 
 from .errors import ConfigError
 
@@ -174,7 +175,7 @@ def split_host_port(value: str, default_port: int) -> 'tuple[str, int]':
 
 def _port_number(value: str, port: str) -> int:
     """Return PORT as a TCP port number, or raise naming VALUE."""
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not re.fullmatch(r'[0-9]{1,5}', port) or not 0 < int(port) < 65536:
         raise ConfigError('%r: port must be a number from 1 to 65535'
                           % value)
 

@@ -23,8 +23,7 @@ import sys
 
 from . import wire
 from .config import load_config
-from .errors import (ConfigError, MalformedMessage, MessageTooLarge,
-                     NotPermitted, XysshError)
+from .errors import ConfigError, MalformedMessage, NotPermitted, XysshError
 from .hostscfg import load_hosts
 from .intake import Intake, refuse
 from .keys import fingerprint_of_line, is_fingerprint, read_record
@@ -231,34 +230,40 @@ def _answer_error(err: XysshError) -> None:
 
 
 def _serve(intake: Intake, reader: StdinReader) -> int:
-    """Handle framed messages until EOF; return the exit status."""
+    """Handle framed messages until EOF; return the exit status.
+
+    A framing failure (bad header, cut short, wrong digest, too large to
+    read) ends the session: what follows cannot be trusted to be in
+    step.  A refused message only fails itself.
+    """
     status = 0
     count = 0
 
     while True:
         try:
             data = _read_frame(reader, intake.limits, count)
-
-            if data is None:
-                return status
-
-            count += 1
-            reply = intake.handle(data)
-        except (MalformedMessage, MessageTooLarge) as err:
-            if count == 0 or reader.eof or not reader.buffer:
-                refuse(err, intake.key.fingerprint, intake.peer,
-                       intake.key_host)
+        except XysshError as err:
+            refuse(err, intake.key.fingerprint, intake.peer,
+                   intake.key_host)
             _answer_error(err)
             return err.exit_status
+        except OSError:
+            return 74
+
+        if data is None:
+            return status
+
+        count += 1
+
+        try:
+            answer = wire.ok_answer(intake.handle(data))
         except XysshError as err:
             _answer_error(err)
             status = err.exit_status
             continue
-        except OSError:
-            return 74
 
         try:
-            _write(1, wire.ok_answer(reply))
+            _write(1, answer)
         except OSError:
             return 74
 

@@ -13,7 +13,7 @@ import time
 # xymond recognises a host line with sscanf("%d.%d.%d.%d %s"), which lets
 # blanks and signs in around the numbers.
 _HOST_LINE = re.compile(r'\s*([+-]?\d+)\.\s*([+-]?\d+)\.\s*([+-]?\d+)\.'
-                        r'\s*([+-]?\d+)\s*(\S+)')
+                        r'\s*([+-]?\d+)(?!\d)\s*(\S+)')
 _DIRECTIVE = re.compile(r'\s*(optional\s*)?(include|directory)[ \t]+(.+?)'
                         r'\s*\Z')
 _CONTINUATION = re.compile(r'\\[ \t]*\r?\n')
@@ -49,15 +49,16 @@ class HostIndex:
 
         tags = tags + self._default_tags
         key = name.lower()
+        alias = _tag_value(tags, 'client:')
+
+        # xymond takes the CLIENT: alias of every line, repeats included.
+        if alias:
+            self.aliases.setdefault(alias.lower(), name)
 
         if key in self.names:
             return
 
         self.names[key] = name
-        alias = _tag_value(tags, 'client:')
-
-        if alias:
-            self.aliases.setdefault(alias.lower(), name)
 
         window = (_tag_value(tags, 'notbefore:'),
                   _tag_value(tags, 'notafter:'))
@@ -129,11 +130,13 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
     # A backslash at the end of a line continues it on the next one.
     data = _CONTINUATION.sub('', data)
 
-    for line in data.splitlines():
+    # xymond ends a line at LF only; a CR, form feed or the like stays
+    # inside the line (str.splitlines() would split there).
+    for line in data.split('\n'):
         match = _HOST_LINE.match(line)
 
         if match:
-            if all(int(octet) < 256 for octet in match.groups()[:4]):
+            if all(0 <= int(octet) < 256 for octet in match.groups()[:4]):
                 index.add(match.group(5), _tags(line))
             continue
 

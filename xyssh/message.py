@@ -49,6 +49,7 @@ _DURATION = re.compile(r'(\d+[mhdw]?)+\Z')
 _COLORS = ('green', 'yellow', 'red', 'clear', 'client')
 _REFUSED_COLORS = ('purple', 'blue')
 _LEADING_LETTERS = re.compile(r'[A-Za-z]*')
+_DURATION_PART = re.compile(r'(\d+)([mhdw]?)')
 _UNIT_MINUTES = {'': 1, 'm': 1, 'h': 60, 'd': 1440, 'w': 10080}
 
 
@@ -104,6 +105,12 @@ def parse_message(data: bytes) -> Message:
         return Message(command, 'combo', _parse_combo(text), len(data))
 
     if command == 'client' or command.startswith('client/'):
+        if not text.startswith(('client ', 'client/')):
+            # xymond takes a client message only with a blank or "/"
+            # right after the word; a tab or newline there is ignored.
+            raise MalformedMessage('client needs HOST.OSTYPE after one '
+                                   'blank')
+
         return Message(command, 'client', [_parse_client(text)],
                        len(data))
 
@@ -139,15 +146,18 @@ def _split_host_test(word: str, kind: str) -> 'tuple[str, str]':
 def duration_minutes(text: str) -> int:
     """Return the minutes xymond's durationvalue() reads from TEXT.
 
-    It reads numbers with an optional unit m, h, d or w (minutes without
-    one) and adds them up, stopping at the first other character: so
-    "2H" is 2 minutes and an empty lifetime is 0.
+    It reads a number and an optional unit m, h, d or w (minutes without
+    one), again and again, adding them up; it stops at anything that is
+    not a number where a number should start.  So "2H" is 2 minutes,
+    "10mh5" is 10, and an empty lifetime is 0.
     """
     total = 0
+    match = _DURATION_PART.match(text)
 
-    for number, unit in re.findall(r'(\d*)([mhdw]?)',
-                                   re.match(r'[0-9mhdw]*', text).group()):
-        total += int(number or 0) * _UNIT_MINUTES[unit]
+    while match:
+        number, unit = match.groups()
+        total += int(number) * _UNIT_MINUTES[unit]
+        match = _DURATION_PART.match(text, match.end())
 
     return total
 

@@ -22,7 +22,7 @@ MAGIC = b'xyssh/1'
 MAX_HEADER = 200
 
 _REQUEST = re.compile(rb'xyssh/1 (\d{1,12}) ([0-9a-f]{64})\n\Z')
-_ANSWER = re.compile(rb'(?:ok (\d{1,12})|error (\d{1,3}) ([^\n]*))\n\Z')
+_ANSWER = re.compile(rb'(?:ok (\d{1,12})|error ([1-9]\d{0,2}) ([^\n]*))\n\Z')
 
 
 def request_header(message: bytes) -> bytes:

@@ -50,7 +50,9 @@ def parse_argv(argv: 'list[str]') -> Options:
     options = Options()
 
     for word in argv:
-        if options.words or not word.startswith('-') or word in ('-', '@'):
+        # Like xymon, every word starting with "--" is an option, even
+        # after RECIPIENT or MESSAGE.
+        if not word.startswith('--') and word != '-?':
             options.words.append(word)
         elif word == '--debug':
             options.debug = True
@@ -111,8 +113,12 @@ def _messages(options: Options, stdin) -> 'tuple[list[bytes], bool]':
         return [stdin.read()], True
 
     if message == '-':
-        return [line for line in stdin.read().splitlines(keepends=True)
-                if line.strip()], False
+        # One message per line, split at LF only as xymon does; a blank
+        # line would only be refused by the server.
+        lines = stdin.read().split(b'\n')
+        messages = [line + b'\n' for line in lines[:-1]] + \
+            ([lines[-1]] if lines[-1] else [])
+        return [line for line in messages if line.strip()], False
 
     return [message.encode('utf-8', 'surrogateescape')], True
 
@@ -142,8 +148,10 @@ def main(argv: 'list[str] | None' = None) -> int:
         return EXIT_CONFIG
 
     messages, want_reply = _messages(options, sys.stdin.buffer)
+    messages = [message for message in messages if message]
 
     if not messages:
+        debug('nothing to send')
         return EXIT_OK
 
     debug('sending %d message(s) to %s as %s' % (
