@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from realparts import Sshd, Xymond, make_keypair, ssh_command
+from xyssh.sandbox import Sshd, Xymond, make_keypair, ssh_command
 from tap import RecordingTap
 
 DATA = pathlib.Path(__file__).parent / 'data'

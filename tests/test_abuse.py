@@ -155,7 +155,7 @@ def test_client_killed_mid_send_forwards_nothing(deployment, web01):
 
 def web01_ssh_argv(device) -> 'list[str]':
     """Return the raw OpenSSH argv for DEVICE, without a command."""
-    from realparts import ssh_command
+    from xyssh.sandbox import ssh_command
 
     return ssh_command(device.deployment.sshd, device.private,
                        device.deployment.known_hosts)

@@ -246,7 +246,7 @@ def test_c10_no_reply_means_empty_stdout(deployment):
 def test_c11_slow_upload_reaches_xymond_in_one_piece(deployment, web01):
     message = b'status web01.example.com.slow green ' + b'y' * 4000 + b'\n'
     from xyssh import wire
-    from realparts import ssh_command
+    from xyssh.sandbox import ssh_command
 
     process = subprocess.Popen(
         ssh_command(deployment.sshd, web01.private,
@@ -292,7 +292,7 @@ def agent(tmp_path):
 
 def test_c32_agent_keys_are_never_offered(deployment, web01, db01, agent,
                                           tmp_path):
-    from realparts import make_keypair
+    from xyssh.sandbox import make_keypair
 
     extra = [make_keypair(tmp_path / 'agent', 'k%d' % number)[0]
              for number in range(6)]
@@ -342,7 +342,7 @@ def test_c32_world_readable_key_is_refused_like_openssh(deployment, web01):
 
 def test_c33_changed_host_key_is_refused_and_known_hosts_untouched(
         deployment, web01, tmp_path):
-    from realparts import make_keypair
+    from xyssh.sandbox import make_keypair
 
     _, other = make_keypair(tmp_path, 'old_host_key')
     line = '[127.0.0.1]:%d %s\n' % (

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import HOSTS_CFG, XYSSH
-from realparts import free_port, make_keypair
+from xyssh.sandbox import free_port, make_keypair
 from tap import RecordingTap
 from xyssh import wire
 from xyssh.keys import KeyRecord, parse_public_keys, write_record
