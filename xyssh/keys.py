@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 
-from .errors import KeyFileError
+from .errors import ConfigError, KeyFileError
 
 BEGIN_MARK = '# BEGIN xyssh managed keys: change with "xyssh keys", ' \
              'not by hand'
@@ -216,6 +216,10 @@ def read_record(registry: str, fingerprint: str) -> 'KeyRecord | None':
             text = handle.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ConfigError('cannot read registry record %s: %s; the '
+                          'registry must be readable by the account sshd '
+                          'runs xyssh receive as' % (path, exc.strerror))
 
     return _parse_record(text, path)
 
@@ -264,12 +268,23 @@ def read_all_records(registry: str) -> 'list[KeyRecord]':
 
 
 def write_record(registry: str, record: KeyRecord) -> None:
-    """Write RECORD atomically into the registry."""
+    """Write RECORD atomically into the registry.
+
+    The record takes the owner of the registry directory, so that an
+    admin working as root still leaves files the service account (which
+    runs the forced command) can read.
+    """
+    owner = os.stat(registry)
     directory = os.path.join(registry, 'keys')
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
+        os.chown(directory, owner.st_uid, owner.st_gid)
+
     write_atomically(os.path.join(directory,
                                   _record_name(record.fingerprint)),
-                     record.dump().encode('utf-8'), 0o600)
+                     record.dump().encode('utf-8'), 0o600,
+                     (owner.st_uid, owner.st_gid))
 
 
 @contextlib.contextmanager
