@@ -380,3 +380,63 @@ def test_c33_unknown_host_key_is_refused_showing_its_fingerprint(
     assert b'is not in' in result.stderr
     assert offered.encode() in result.stderr
     assert deployment.tap.connections == 0
+
+
+def test_c33_host_key_rotation_is_learned_then_old_key_can_go(
+        make_deployment, tmp_path):
+    from xyssh.sandbox import Sshd
+
+    new_key = tmp_path / 'hostkey2'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ecdsa', '-N', '', '-f',
+                    str(new_key)], check=True, capture_output=True)
+    deployment = make_deployment(sshd_config='HostKey %s\n' % new_key)
+    device = deployment.add_device('web01.example.com')
+    pattern = '[127.0.0.1]:%d' % deployment.sshd.port
+    new_line = '%s %s' % (pattern, ' '.join(
+        (tmp_path / 'hostkey2.pub').read_text().split()[:2]))
+
+    first = device.send('127.0.0.1', 'status web01.example.com.cpu green')
+
+    assert first.returncode == 0, first.stderr
+    assert new_line in deployment.known_hosts.read_text().splitlines()
+
+    port = deployment.sshd.port
+    deployment.sshd.stop()
+    deployment.sshd = Sshd.start(tmp_path / 'moved-sshd',
+                                 deployment.authorized_keys, port=port,
+                                 host_key=new_key)
+
+    second = device.send('127.0.0.1', 'status web01.example.com.cpu green')
+
+    assert second.returncode == 0, second.stderr
+    assert deployment.tap.wait_for(2) == [
+        b'status web01.example.com.cpu green'] * 2
+
+
+# C22: IPv6 server addresses; xymond is still reached over IPv4.
+
+def test_c22_ipv6_server_address_with_port_in_brackets(xymond, tmp_path):
+    from conftest import Deployment
+    from xyssh.sandbox import Sshd
+
+    deployment = Deployment(tmp_path, xymond, {}, '')
+
+    try:
+        deployment.sshd.stop()
+        deployment.sshd = Sshd.start(tmp_path / 'sshd6',
+                                     deployment.authorized_keys,
+                                     listen=('::1',))
+        deployment.known_hosts.write_text(
+            deployment.sshd.known_hosts_line('::1') + '\n')
+        device = deployment.add_device('web01.example.com')
+        device.write_config(server='[::1]:%d' % deployment.sshd.port,
+                            port='22')
+        message = b'status web01.example.com.cpu green over IPv6'
+
+        result = device.send('127.0.0.1', '@', stdin=message)
+
+        assert result.returncode == 0, result.stderr
+        assert deployment.tap.wait_for(1) == [message]
+        assert 'from=::1' in deployment.audit_lines()[0]
+    finally:
+        deployment.close()

@@ -138,6 +138,52 @@ def _host_key_checker(known_hosts_path: str):
     return HostKeyChecker
 
 
+def _host_key_learner(destination: Destination, debug):
+    """Return a handler that adds host keys the server announces.
+
+    OpenSSH's sshd announces all its host keys (hostkeys-00@openssh.com)
+    once the connection is verified with a key already trusted; asyncssh
+    makes the server prove it holds each new one before calling this.
+    Adding them lets a server roll to a new host key without every
+    device failing at the switch.  Keys are only ever added here.
+    """
+    if destination.port == 22:
+        pattern = destination.host
+    else:
+        pattern = '[%s]:%d' % (destination.host, destination.port)
+
+    def learn(added, removed, retained, revoked) -> None:
+        """Append the newly proven keys to known_hosts, atomically."""
+        if not added:
+            return
+
+        from .keys import write_atomically
+
+        path = destination.known_hosts
+
+        try:
+            with open(path, 'rb') as handle:
+                old = handle.read()
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            return
+
+        if old and not old.endswith(b'\n'):
+            old += b'\n'
+
+        lines = b''.join(
+            b'%s %s\n' % (pattern.encode(), b' '.join(
+                key.export_public_key('openssh').split()[:2]))
+            for key in added)
+        write_atomically(path, old + lines, mode)
+
+        for key in added:
+            debug('learned new host key %s for %s'
+                  % (key.get_fingerprint('sha256'), pattern))
+
+    return learn
+
+
 async def _exchange(destination: Destination, frames: 'list[bytes]',
                     debug) -> 'list[Answer]':
     """Connect, send every frame, return the server's answer to each."""
@@ -159,6 +205,7 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
             destination.known_hosts, config=[], client_factory=checker,
             password=None, kbdint_auth=False, gss_auth=False,
             gss_kex=False, preferred_auth='publickey',
+            server_host_keys_handler=_host_key_learner(destination, debug),
             connect_timeout=destination.timeout)
     except asyncssh.HostKeyNotVerifiable:
         raise SendFailure(EXIT_HOST_KEY, _host_key_text(

@@ -611,13 +611,15 @@ class Sshd:
     @classmethod
     def start(cls, workdir: pathlib.Path, authorized_keys: pathlib.Path,
               port: int | None = None, extra_config: str = "",
-              listen: tuple[str, ...] = (LOOPBACK,)) -> Sshd:
+              listen: tuple[str, ...] = (LOOPBACK,),
+              host_key: pathlib.Path | None = None) -> Sshd:
         """Start sshd -D with its own host key and config under WORKDIR.
 
         EXTRA_CONFIG goes BEFORE the built-in settings because sshd keeps
         the first value it sees for most keywords, so it overrides them;
         any part of it from the first "Match" line on is placed at the
         end instead, since a Match block swallows every line after it.
+        HOST_KEY, a private key path, replaces the generated host key.
         """
         _require(SSHD, "openssh-server")
         if port is None:
@@ -629,7 +631,14 @@ class Sshd:
         daemon = cls(workdir, port, tuple(listen))
         # sshd refuses to start without its privilege-separation dir.
         SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-        _generate_key(daemon.host_key_path, "xyssh-test-host")
+        if host_key is None:
+            _generate_key(daemon.host_key_path, "xyssh-test-host")
+        else:
+            # A host key of the caller's, for a server that "moved".
+            shutil.copyfile(host_key, daemon.host_key_path)
+            shutil.copyfile(_public_path(pathlib.Path(host_key)),
+                            _public_path(daemon.host_key_path))
+            daemon.host_key_path.chmod(0o600)
         daemon.host_public_key = (
             _public_path(daemon.host_key_path).read_text().strip())
         daemon.config_path.write_text(daemon._config(
