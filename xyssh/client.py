@@ -236,7 +236,8 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
             debug('server stderr: %s' % stderr.decode('utf-8', 'replace')
                   .strip())
 
-        if process.exit_status is None:
+        # asyncssh gives -1 when the remote command died of a signal.
+        if process.exit_status is None or process.exit_status < 0:
             raise SendFailure(EXIT_SERVER_ERROR, 'server %s closed the '
                               'session without an exit status; the last '
                               'message may not have been delivered'
