@@ -78,14 +78,34 @@ def test_rejects_text_that_is_not_ini_naming_file(tmp_path):
 
     text = config_error(path)
 
-    assert 'cannot parse' in text
-    assert path in text
+    assert 'comes before any [section]' in text
+    assert path + ' line 1' in text
 
 
 def test_rejects_key_given_twice(tmp_path):
     path = write_config(tmp_path, '[server]\nlog = a\nlog = b\n')
 
-    assert 'cannot parse' in config_error(path)
+    assert 'line 3' in config_error(path)
+    assert 'set twice' in config_error(path)
+
+
+def test_rejects_line_that_is_not_a_setting(tmp_path):
+    path = write_config(tmp_path, '[server]\njust some words\n')
+
+    text = config_error(path)
+
+    assert 'line 2' in text
+    assert 'expected "key = value"' in text
+
+
+def test_accepts_comments_colons_and_spacing(tmp_path):
+    path = write_config(tmp_path, '# comment\n; other\n\n[server]\n'
+                        '  log:/var/log/x.log  \nHOSTS_CFG = /h.cfg\n')
+
+    config = load_config(path)
+
+    assert config.server.text('log') == '/var/log/x.log'
+    assert config.server.text('hosts_cfg') == '/h.cfg'
 
 
 # defaults and values

@@ -4,8 +4,6 @@ Every change happens under the registry lock: the registry record first,
 then the managed block of authorized_keys, rewritten atomically.
 """
 
-import logging
-
 from .errors import ConfigError, KeyFileError
 from .hostscfg import load_hosts
 from .keys import (BEGIN_MARK, DEFAULT_ALLOW, KEY_OPTIONS, KeyRecord,
@@ -13,9 +11,8 @@ from .keys import (BEGIN_MARK, DEFAULT_ALLOW, KEY_OPTIONS, KeyRecord,
                    is_fingerprint, parse_public_keys, read_all_records,
                    read_record, registry_lock, split_authorized_keys,
                    write_authorized_keys, write_record)
+from .log import log_event
 from .policy import grantable
-
-log = logging.getLogger(__name__)
 
 
 class KeyAdmin:
@@ -91,8 +88,8 @@ class KeyAdmin:
                                   self.program, self.config.path)
 
         for record in added:
-            log.info('key added fp=%s host=%s type=%s', record.fingerprint,
-                     record.host, record.key_type)
+            log_event('info', 'key added fp=%s host=%s type=%s'
+                      % (record.fingerprint, record.host, record.key_type))
 
         return added
 
@@ -115,8 +112,8 @@ class KeyAdmin:
                                   read_all_records(self.registry),
                                   self.program, self.config.path)
 
-        log.info('key revoked fp=%s host=%s', record.fingerprint,
-                 record.host)
+        log_event('info', 'key revoked fp=%s host=%s'
+                  % (record.fingerprint, record.host))
         return record
 
     def records(self) -> 'list[KeyRecord]':

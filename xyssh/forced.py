@@ -14,7 +14,7 @@ refuses.  stdout carries only protocol answers; stderr gets one short
 line per failure for the client; details go to the log.
 
 This runs once per report, so it imports nothing heavy: no click, no
-asyncssh, no logging.handlers.
+asyncssh, no logging, no re.
 """
 
 import os
@@ -27,7 +27,7 @@ from .errors import ConfigError, MalformedMessage, NotPermitted, XysshError
 from .hostscfg import load_hosts
 from .intake import Intake, refuse
 from .keys import fingerprint_of_line, is_fingerprint, read_record
-from .log import setup_logging
+from .log import log_event, setup_logging
 from .policy import Limits
 from .xymond import parse_address
 
@@ -186,8 +186,10 @@ def main(argv: 'list[str]') -> int:
         _answer_error(err)
         return err.exit_status
     except Exception:
-        import logging
-        logging.getLogger(__name__).exception('receive failed')
+        import traceback
+        log_event('error', 'receive failed fp=%s from=%s: %s' % (
+            fingerprint, peer, ' | '.join(
+                traceback.format_exc().strip().splitlines())))
         err = XysshError()
         _answer_error(err)
         return err.exit_status

@@ -274,6 +274,7 @@ def write_record(registry: str, record: KeyRecord) -> None:
     admin working as root still leaves files the service account (which
     runs the forced command) can read.
     """
+    os.makedirs(registry, mode=0o700, exist_ok=True)
     owner = os.stat(registry)
     directory = os.path.join(registry, 'keys')
 
