@@ -10,7 +10,8 @@ from conftest import HOSTS_CFG, XYSSH
 from xyssh.sandbox import free_port, make_keypair
 from tap import RecordingTap
 from xyssh import wire
-from xyssh.keys import KeyRecord, parse_public_keys, write_record
+from xyssh.keys import parse_public_keys, write_record
+from xyssh.registry import KeyRecord
 
 
 class ForcedEnv:

@@ -5,7 +5,7 @@ import pytest
 from conftest import HOSTS_CFG
 from xyssh.errors import MessageTooLarge, NotPermitted
 from xyssh.hostscfg import load_hosts
-from xyssh.keys import DEFAULT_ALLOW
+from xyssh.registry import DEFAULT_ALLOW
 from xyssh.message import parse_message
 from xyssh.policy import CHANNEL_HEADER_ROOM, Limits, check_message, grantable
 

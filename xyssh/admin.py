@@ -6,11 +6,12 @@ then the managed block of authorized_keys, rewritten atomically.
 
 from .errors import ConfigError, KeyFileError
 from .hostscfg import load_hosts
-from .keys import (BEGIN_MARK, DEFAULT_ALLOW, KEY_OPTIONS, KeyRecord,
-                   authorized_keys_line, default_program, fingerprint_of_line,
-                   is_fingerprint, parse_public_keys, read_all_records,
-                   read_record, registry_lock, split_authorized_keys,
-                   write_authorized_keys, write_record)
+from .keys import (BEGIN_MARK, KEY_OPTIONS, authorized_keys_line,
+                   default_program, parse_public_keys, registry_lock,
+                   split_authorized_keys, write_authorized_keys,
+                   write_record)
+from .registry import (DEFAULT_ALLOW, KeyRecord, fingerprint_of_line,
+                       is_fingerprint, read_all_records, read_record)
 from .log import log_event
 from .policy import grantable
 

@@ -19,14 +19,13 @@ asyncssh, no logging, no re.
 
 import os
 import select
-import sys
 
 from . import wire
 from .config import load_config
 from .errors import ConfigError, MalformedMessage, NotPermitted, XysshError
 from .hostscfg import load_hosts
 from .intake import Intake, refuse
-from .keys import fingerprint_of_line, is_fingerprint, read_record
+from .registry import fingerprint_of_line, is_fingerprint, read_record
 from .log import log_event, setup_logging
 from .policy import Limits
 from .xymond import parse_address

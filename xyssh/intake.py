@@ -6,7 +6,7 @@ hand each complete, framed message to Intake.handle().
 
 from .errors import XysshError
 from .hostscfg import HostIndex
-from .keys import KeyRecord
+from .registry import KeyRecord
 from .log import audit
 from .message import parse_message
 from .policy import Limits, check_message

@@ -1,27 +1,19 @@
-"""The key registry and the managed block of authorized_keys.
+"""Changing keys: public key files, registry writes, authorized_keys.
 
-The registry is a directory with one small file per key under keys/,
-named after the key's SHA-256 fingerprint, so the forced command finds
-its key with one open() however large the fleet.  authorized_keys is
-derived from it: xyssh writes only the lines between its two marker
-lines and leaves every other line alone.
-
-Reading a record (read_record) is on the forced command's start-up path
-and uses the standard library only; parsing a public key file for
-"keys add" lets asyncssh check the key.
+authorized_keys is derived from the registry (xyssh.registry): xyssh
+writes only the lines between its two marker lines and leaves every
+other line alone.  Parsing a public key file for "keys add" lets
+asyncssh check the key.
 """
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import os
 import re
 import shlex
 import sys
-import time
 
-from .errors import ConfigError, KeyFileError
+from .errors import KeyFileError
+from .registry import KeyRecord, fingerprint_of_line, record_path
 
 BEGIN_MARK = '# BEGIN xyssh managed keys: change with "xyssh keys", ' \
              'not by hand'
@@ -33,44 +25,9 @@ END_MARK = '# END xyssh managed keys'
 KEY_OPTIONS = ('restrict', 'no-pty', 'no-port-forwarding',
                'no-agent-forwarding', 'no-X11-forwarding', 'no-user-rc')
 
-STATES = ('active', 'revoked')
-DEFAULT_ALLOW = ('status', 'combo', 'client', 'data')
-
-_FINGERPRINT = re.compile(r'SHA256:[A-Za-z0-9+/]{43}\Z')
 _KEY_TYPES = re.compile(r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|'
                         r'sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)'
                         r'(-cert-v01@openssh\.com)?\Z')
-_FIELDS = ('fingerprint', 'host', 'state', 'allow', 'created', 'key')
-
-
-def is_fingerprint(value: str) -> bool:
-    """Tell whether VALUE is an OpenSSH SHA256 fingerprint."""
-    return bool(_FINGERPRINT.match(value))
-
-
-def fingerprint_of_blob(blob: bytes) -> str:
-    """Return the SHA256:... fingerprint of a public key's wire blob.
-
-    This is how OpenSSH and asyncssh print fingerprints: the base64 of
-    the SHA-256 of the key blob, without "=" padding.
-    """
-    digest = base64.b64encode(hashlib.sha256(blob).digest())
-    return 'SHA256:' + digest.decode('ascii').rstrip('=')
-
-
-def fingerprint_of_line(line: str) -> 'str | None':
-    """Return the fingerprint of "TYPE BASE64 ..." text, or None."""
-    fields = line.split()
-
-    if len(fields) < 2:
-        return None
-
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-    return fingerprint_of_blob(blob)
 
 
 class PublicKey:
@@ -165,108 +122,6 @@ def _parse_key_line(line: str, where: str) -> PublicKey:
     return key
 
 
-class KeyRecord:
-    """What the registry knows about one key."""
-
-    def __init__(self, fingerprint: str, host: str, key: str,
-                 state: str = 'active', allow: 'tuple[str, ...]' =
-                 DEFAULT_ALLOW, created: str = '') -> None:
-        self.fingerprint = fingerprint
-        self.host = host
-        self.key = key
-        self.state = state
-        self.allow = tuple(allow)
-        self.created = created or time.strftime('%Y-%m-%dT%H:%M:%SZ',
-                                                time.gmtime())
-
-    @property
-    def key_type(self) -> str:
-        """Return the key's type, such as ssh-ed25519."""
-        return self.key.split()[0]
-
-    @property
-    def comment(self) -> str:
-        """Return the key's comment, or an empty string."""
-        fields = self.key.split(None, 2)
-        return fields[2] if len(fields) > 2 else ''
-
-    def dump(self) -> str:
-        """Return the record as the text of its registry file."""
-        values = {'fingerprint': self.fingerprint, 'host': self.host,
-                  'state': self.state, 'allow': ' '.join(self.allow),
-                  'created': self.created, 'key': self.key}
-        return ''.join('%s: %s\n' % (name, values[name])
-                       for name in _FIELDS)
-
-
-def _record_name(fingerprint: str) -> str:
-    """Return the file name of a fingerprint's record, safe on disk."""
-    return fingerprint[7:].replace('/', '_').replace('+', '-')
-
-
-def read_record(registry: str, fingerprint: str) -> 'KeyRecord | None':
-    """Return the record for FINGERPRINT, or None if it has none."""
-    if not is_fingerprint(fingerprint):
-        return None
-
-    path = os.path.join(registry, 'keys', _record_name(fingerprint))
-
-    try:
-        with open(path, encoding='utf-8') as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError('cannot read registry record %s: %s; the '
-                          'registry must be readable by the account sshd '
-                          'runs xyssh receive as' % (path, exc.strerror))
-
-    return _parse_record(text, path)
-
-
-def _parse_record(text: str, path: str) -> KeyRecord:
-    """Parse the text of one registry file."""
-    values = {}
-
-    for line in text.splitlines():
-        name, _, value = line.partition(': ')
-        values[name] = value
-
-    missing = [name for name in _FIELDS if name not in values]
-
-    if missing or values['state'] not in STATES:
-        raise KeyFileError('%s: damaged registry record (%s)'
-                           % (path, ', '.join(missing) or 'state'))
-
-    return KeyRecord(values['fingerprint'], values['host'], values['key'],
-                     values['state'], tuple(values['allow'].split()),
-                     values['created'])
-
-
-def read_all_records(registry: str) -> 'list[KeyRecord]':
-    """Return every record in the registry, sorted by host."""
-    directory = os.path.join(registry, 'keys')
-
-    try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
-
-    records = []
-
-    for name in names:
-        if name.startswith('.'):
-            continue
-
-        path = os.path.join(directory, name)
-
-        with open(path, encoding='utf-8') as handle:
-            records.append(_parse_record(handle.read(), path))
-
-    records.sort(key=lambda record: (record.host.lower(), record.created))
-    return records
-
-
 def write_record(registry: str, record: KeyRecord) -> None:
     """Write RECORD atomically into the registry.
 
@@ -282,8 +137,7 @@ def write_record(registry: str, record: KeyRecord) -> None:
         os.mkdir(directory, 0o700)
         os.chown(directory, owner.st_uid, owner.st_gid)
 
-    write_atomically(os.path.join(directory,
-                                  _record_name(record.fingerprint)),
+    write_atomically(record_path(registry, record.fingerprint),
                      record.dump().encode('utf-8'), 0o600,
                      (owner.st_uid, owner.st_gid))
 

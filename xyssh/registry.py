@@ -1,0 +1,162 @@
+"""Look up one key's record: the forced command's view of the registry.
+
+The registry is a directory with one small file per key under keys/,
+named after the key's SHA-256 fingerprint, so the forced command finds
+its key with one open() however large the fleet.  This module is on the
+forced command's start-up path and uses light standard modules only.
+"""
+
+import base64
+import binascii
+import hashlib
+import os
+import time
+
+from .errors import ConfigError, KeyFileError
+
+STATES = ('active', 'revoked')
+DEFAULT_ALLOW = ('status', 'combo', 'client', 'data')
+
+_FIELDS = ('fingerprint', 'host', 'state', 'allow', 'created', 'key')
+_BASE64 = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+                    '0123456789+/')
+
+
+def is_fingerprint(value: str) -> bool:
+    """Tell whether VALUE is an OpenSSH SHA256 fingerprint.
+
+    That is "SHA256:" and 43 base64 characters without "=" padding, as
+    ssh-keygen -l and asyncssh print it; MD5 and hex forms are not.
+    """
+    return (value.startswith('SHA256:') and len(value) == 50 and
+            all(char in _BASE64 for char in value[7:]))
+
+
+def fingerprint_of_blob(blob: bytes) -> str:
+    """Return the SHA256:... fingerprint of a public key's wire blob.
+
+    This is how OpenSSH and asyncssh print fingerprints: the base64 of
+    the SHA-256 of the key blob, without "=" padding.
+    """
+    digest = base64.b64encode(hashlib.sha256(blob).digest())
+    return 'SHA256:' + digest.decode('ascii').rstrip('=')
+
+
+def fingerprint_of_line(line: str) -> 'str | None':
+    """Return the fingerprint of "TYPE BASE64 ..." text, or None."""
+    fields = line.split()
+
+    if len(fields) < 2:
+        return None
+
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+    return fingerprint_of_blob(blob)
+
+
+class KeyRecord:
+    """What the registry knows about one key."""
+
+    def __init__(self, fingerprint: str, host: str, key: str,
+                 state: str = 'active', allow: 'tuple[str, ...]' =
+                 DEFAULT_ALLOW, created: str = '') -> None:
+        self.fingerprint = fingerprint
+        self.host = host
+        self.key = key
+        self.state = state
+        self.allow = tuple(allow)
+        self.created = created or time.strftime('%Y-%m-%dT%H:%M:%SZ',
+                                                time.gmtime())
+
+    @property
+    def key_type(self) -> str:
+        """Return the key's type, such as ssh-ed25519."""
+        return self.key.split()[0]
+
+    @property
+    def comment(self) -> str:
+        """Return the key's comment, or an empty string."""
+        fields = self.key.split(None, 2)
+        return fields[2] if len(fields) > 2 else ''
+
+    def dump(self) -> str:
+        """Return the record as the text of its registry file."""
+        values = {'fingerprint': self.fingerprint, 'host': self.host,
+                  'state': self.state, 'allow': ' '.join(self.allow),
+                  'created': self.created, 'key': self.key}
+        return ''.join('%s: %s\n' % (name, values[name])
+                       for name in _FIELDS)
+
+
+def record_path(registry: str, fingerprint: str) -> str:
+    """Return the path of a fingerprint's record, with a safe file name."""
+    name = fingerprint[7:].replace('/', '_').replace('+', '-')
+    return os.path.join(registry, 'keys', name)
+
+
+def read_record(registry: str, fingerprint: str) -> 'KeyRecord | None':
+    """Return the record for FINGERPRINT, or None if it has none."""
+    if not is_fingerprint(fingerprint):
+        return None
+
+    path = record_path(registry, fingerprint)
+
+    try:
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError('cannot read registry record %s: %s; the '
+                          'registry must be readable by the account sshd '
+                          'runs xyssh receive as' % (path, exc.strerror))
+
+    return _parse_record(text, path)
+
+
+def _parse_record(text: str, path: str) -> KeyRecord:
+    """Parse the text of one registry file."""
+    values = {}
+
+    for line in text.splitlines():
+        name, _, value = line.partition(': ')
+        values[name] = value
+
+    missing = [name for name in _FIELDS if name not in values]
+
+    if missing or values['state'] not in STATES:
+        raise KeyFileError('%s: damaged registry record (%s)'
+                           % (path, ', '.join(missing) or 'state'))
+
+    return KeyRecord(values['fingerprint'], values['host'], values['key'],
+                     values['state'], tuple(values['allow'].split()),
+                     values['created'])
+
+
+def read_all_records(registry: str) -> 'list[KeyRecord]':
+    """Return every record in the registry, sorted by host."""
+    directory = os.path.join(registry, 'keys')
+
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+    records = []
+
+    for name in names:
+        if name.startswith('.'):
+            continue
+
+        path = os.path.join(directory, name)
+
+        with open(path, encoding='utf-8') as handle:
+            records.append(_parse_record(handle.read(), path))
+
+    records.sort(key=lambda record: (record.host.lower(), record.created))
+    return records
+
+
