@@ -7,16 +7,13 @@ other line are passed over, as xymond passes them over for this purpose.
 """
 
 import os
-import re
 import time
 
-# xymond recognises a host line with sscanf("%d.%d.%d.%d %s"), which lets
-# blanks and signs in around the numbers.
-_HOST_LINE = re.compile(r'\s*([+-]?\d+)\.\s*([+-]?\d+)\.\s*([+-]?\d+)\.'
-                        r'\s*([+-]?\d+)(?!\d)\s*(\S+)')
-_DIRECTIVE = re.compile(r'\s*(optional\s*)?(include|directory)[ \t]+(.+?)'
-                        r'\s*\Z')
-_CONTINUATION = re.compile(r'\\[ \t]*\r?\n')
+# What C's isspace() and so sscanf() take as white space.  The module
+# uses str methods, not re: it runs in the forced command, where
+# importing re would cost about 10 ms at every login.
+_SPACE = ' \t\n\v\f\r'
+_DIGITS = '0123456789'
 
 # File names a "directory" line passes over, as xymond's stackio.c does.
 _SKIPPED_SUFFIXES = ('~', ',v', '.dpkg-new', '.dpkg-orig', '.rpmsave',
@@ -127,25 +124,102 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
         index.problems.append('%s: %s' % (path, exc.strerror))
         return
 
-    # A backslash at the end of a line continues it on the next one.
-    data = _CONTINUATION.sub('', data)
+    for line in _joined_lines(data):
+        host = _host_line(line)
 
-    # xymond ends a line at LF only; a CR, form feed or the like stays
-    # inside the line (str.splitlines() would split there).
-    for line in data.split('\n'):
-        match = _HOST_LINE.match(line)
-
-        if match:
-            if all(0 <= int(octet) < 256 for octet in match.groups()[:4]):
-                index.add(match.group(5), _tags(line))
+        if host is not None:
+            index.add(host, _tags(line))
             continue
 
-        match = _DIRECTIVE.match(line)
+        directive = _directive(line)
 
-        if match:
-            optional, kind, target = match.groups()
-            _follow(index, kind, _absolute(target, base), bool(optional),
-                    base, depth)
+        if directive is not None:
+            optional, kind, target = directive
+            _follow(index, kind, _absolute(target, base), optional, base,
+                    depth)
+
+
+def _joined_lines(data: str) -> 'list[str]':
+    """Split DATA into lines as xymond does, joining continued lines.
+
+    xymond ends a line at LF only (a CR or form feed stays inside it),
+    and a backslash as the last non-blank character of a line joins the
+    next line on directly.
+    """
+    lines = []
+    pending = ''
+
+    for line in data.split('\n'):
+        stripped = line.rstrip(_SPACE)
+
+        if stripped.endswith('\\'):
+            pending += stripped[:-1]
+            continue
+
+        lines.append(pending + line)
+        pending = ''
+
+    if pending:
+        lines.append(pending)
+
+    return lines
+
+
+def _host_line(line: str) -> 'str | None':
+    """Return the host name of a host line, or None, as xymond's sscanf.
+
+    xymond reads "%d.%d.%d.%d %s": four numbers (blanks and a sign may
+    come before each) joined by dots, then a name; each number must be
+    0 to 255.
+    """
+    position = 0
+
+    for octet in range(4):
+        while position < len(line) and line[position] in _SPACE:
+            position += 1
+
+        start = position
+
+        if position < len(line) and line[position] in '+-':
+            position += 1
+
+        digits = position
+
+        while position < len(line) and line[position] in _DIGITS:
+            position += 1
+
+        if position == digits or not 0 <= int(line[start:position]) < 256:
+            return None
+
+        if octet < 3:
+            if line[position:position + 1] != '.':
+                return None
+            position += 1
+
+    name = line[position:].lstrip(_SPACE)
+
+    for end, char in enumerate(name):
+        if char in _SPACE:
+            name = name[:end]
+            break
+
+    return name or None
+
+
+def _directive(line: str) -> 'tuple[bool, str, str] | None':
+    """Return (optional, kind, target) of an include or directory line."""
+    text = line.lstrip(_SPACE)
+    optional = text.startswith('optional')
+
+    if optional:
+        text = text[len('optional'):].lstrip(_SPACE)
+
+    for kind in ('include', 'directory'):
+        if text.startswith(kind) and text[len(kind):][:1] in (' ', '\t'):
+            target = text[len(kind):].strip(_SPACE)
+            return (optional, kind, target) if target else None
+
+    return None
 
 
 def _follow(index: HostIndex, kind: str, target: str, optional: bool,
@@ -215,5 +289,25 @@ def _tags(line: str) -> 'list[str]':
     if hash_at < 0:
         return []
 
-    return [quoted or plain for quoted, plain in
-            re.findall(r'"([^"]*)"|(\S+)', line[hash_at + 1:])]
+    text = line[hash_at + 1:]
+    tags = []
+    position = 0
+
+    while position < len(text):
+        if text[position] in _SPACE:
+            position += 1
+        elif text[position] == '"':
+            end = text.find('"', position + 1)
+            end = len(text) if end < 0 else end
+            tags.append(text[position + 1:end])
+            position = end + 1
+        else:
+            end = position
+
+            while end < len(text) and text[end] not in _SPACE:
+                end += 1
+
+            tags.append(text[position:end])
+            position = end
+
+    return tags

@@ -9,8 +9,6 @@ commas in HOST become dots (for Big Brother clients).  A message xymond
 would cut short or file under another name is refused here.
 """
 
-import re
-
 from .errors import MalformedMessage, NotPermitted
 
 REPORT_TYPES = ('status', 'combo', 'client', 'data')
@@ -42,14 +40,13 @@ NEVER_GRANTED = frozenset(('extcombo', 'schedule', 'rename'))
 # section with ClientIP: does the same for client data).
 _FAKE_SENDER = (b'\nStatus message received from ', b'\n[proxy]\n')
 
-_TEST_NAME = re.compile(r'[A-Za-z0-9_-]+\Z')
-_BLANKS = re.compile(r'[ \t]+')
-_STATUS_WORD = re.compile(r'status(?:\+([^/]*))?(?:/group:(.*))?\Z')
-_DURATION = re.compile(r'(\d+[mhdw]?)+\Z')
+# The module uses str methods, not re: it runs in the forced command,
+# where importing re would cost about 10 ms at every login.
+_TEST_NAME_CHARACTERS = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij'
+                                  'klmnopqrstuvwxyz0123456789_-')
+_DIGITS = '0123456789'
 _COLORS = ('green', 'yellow', 'red', 'clear', 'client')
 _REFUSED_COLORS = ('purple', 'blue')
-_LEADING_LETTERS = re.compile(r'[A-Za-z]*')
-_DURATION_PART = re.compile(r'(\d+)([mhdw]?)')
 _UNIT_MINUTES = {'': 1, 'm': 1, 'h': 60, 'd': 1440, 'w': 10080}
 
 
@@ -98,7 +95,7 @@ def parse_message(data: bytes) -> Message:
     words = _words(text.split('\n', 1)[0])
     command = words[0] if words and text[:1] not in ' \t' else ''
 
-    if command.startswith('status') and _STATUS_WORD.match(command):
+    if _split_status_word(command) is not None:
         return Message(command, 'status', [_parse_status(text)], len(data))
 
     if command == 'combo' and text.startswith('combo\n'):
@@ -129,7 +126,59 @@ def _words(line: str) -> 'list[str]':
     str.split() would also split at CR, form feed and other characters
     that xymond keeps inside a word.
     """
-    return [word for word in _BLANKS.split(line) if word]
+    return [word for word in line.replace('\t', ' ').split(' ') if word]
+
+
+def _split_status_word(word: str) -> 'tuple[str | None, str | None] | None':
+    """Split "status[+LIFETIME][/group:GROUPS]" into (lifetime, groups).
+
+    Returns None when WORD is not a status command word at all.
+    """
+    if not word.startswith('status'):
+        return None
+
+    rest = word[len('status'):]
+    lifetime = groups = None
+
+    if rest.startswith('+'):
+        lifetime, slash, after = rest[1:].partition('/')
+        rest = slash + after
+
+    if rest.startswith('/group:'):
+        groups = rest[len('/group:'):]
+    elif rest:
+        return None
+
+    return lifetime, groups
+
+
+def _is_name(text: str) -> bool:
+    """Tell whether TEXT is a test or data name xyssh passes on.
+
+    xymond would also take ":", "/" and "\\", but those end up in file
+    names under its history and rrd directories.
+    """
+    return bool(text) and all(char in _TEST_NAME_CHARACTERS
+                              for char in text)
+
+
+def _is_duration(text: str) -> bool:
+    """Tell whether TEXT is numbers each with an optional unit m/h/d/w."""
+    position = 0
+
+    while position < len(text):
+        start = position
+
+        while position < len(text) and text[position] in _DIGITS:
+            position += 1
+
+        if position == start:
+            return False
+
+        if position < len(text) and text[position] in 'mhdw':
+            position += 1
+
+    return bool(text)
 
 
 def _split_host_test(word: str, kind: str) -> 'tuple[str, str]':
@@ -152,12 +201,21 @@ def duration_minutes(text: str) -> int:
     "10mh5" is 10, and an empty lifetime is 0.
     """
     total = 0
-    match = _DURATION_PART.match(text)
+    position = 0
 
-    while match:
-        number, unit = match.groups()
-        total += int(number) * _UNIT_MINUTES[unit]
-        match = _DURATION_PART.match(text, match.end())
+    while position < len(text) and text[position] in _DIGITS:
+        start = position
+
+        while position < len(text) and text[position] in _DIGITS:
+            position += 1
+
+        unit = ''
+
+        if position < len(text) and text[position] in 'mhdw':
+            unit = text[position]
+            position += 1
+
+        total += int(text[start:position - len(unit)]) * _UNIT_MINUTES[unit]
 
     return total
 
@@ -169,17 +227,23 @@ def parse_color(word: str) -> 'str | None':
     letters and compares them, ignoring case, with the color names: so
     "Red," is red and "greenish" is no color at all.
     """
-    letters = _LEADING_LETTERS.match(word[:7]).group().lower()
+    letters = ''
+
+    for char in word[:7]:
+        if not ('a' <= char <= 'z' or 'A' <= char <= 'Z'):
+            break
+        letters += char
+
+    letters = letters.lower()
     return letters if letters in _COLORS + _REFUSED_COLORS else None
 
 
 def _parse_status(text: str) -> Report:
     """Parse one "status[+LIFETIME][/group:G] HOST.TEST COLOR ..." message."""
     words = _words(text.split('\n', 1)[0])
-    match = _STATUS_WORD.match(words[0])
-    lifetime, groups = match.groups()
+    lifetime, groups = _split_status_word(words[0])
 
-    if lifetime is not None and not _DURATION.match(lifetime):
+    if lifetime is not None and not _is_duration(lifetime):
         raise MalformedMessage('status lifetime +%s: unit must be m/h/d/w, '
                                'in lowercase, as in +30 or +1h30m (xymond '
                                'would read +%s as %d minutes)'
@@ -194,7 +258,7 @@ def _parse_status(text: str) -> Report:
 
     host, test = _split_host_test(words[1], 'status')
 
-    if not _TEST_NAME.match(test):
+    if not _is_name(test):
         raise MalformedMessage('test name %r: use letters, digits, "_" '
                                'and "-" only' % test[:40])
 
@@ -221,7 +285,7 @@ def _parse_combo(text: str) -> 'list[Report]':
 
         word = (_words(part.split('\n', 1)[0]) or [''])[0]
 
-        if not (word.startswith('status') and _STATUS_WORD.match(word)):
+        if _split_status_word(word) is None:
             raise MalformedMessage('combo part %d is not a status'
                                    % (number + 1))
 
@@ -235,7 +299,7 @@ def _parse_client(text: str) -> Report:
 
     For client messages xymond ends the first line at a CR as well.
     """
-    words = _words(re.split(r'[\r\n]', text, 1)[0])
+    words = _words(text.split('\n', 1)[0].split('\r', 1)[0])
 
     if len(words) < 2:
         raise MalformedMessage('client needs HOST.OSTYPE')
@@ -249,14 +313,14 @@ def _parse_data(text: str) -> Report:
 
     xymond takes the name up to a blank, tab, CR or newline.
     """
-    match = re.match(r'data[ \t]+([^ \t\r\n]+)', text)
+    words = _words(text[len('data'):].split('\n', 1)[0].split('\r', 1)[0])
 
-    if not match:
+    if text[len('data'):][:1] not in (' ', '\t') or not words:
         raise MalformedMessage('data needs HOST.NAME')
 
-    host, name = _split_host_test(match.group(1), 'data')
+    host, name = _split_host_test(words[0], 'data')
 
-    if not _TEST_NAME.match(name):
+    if not _is_name(name):
         raise MalformedMessage('data name %r: use letters, digits, "_" '
                                'and "-" only' % name[:40])
 

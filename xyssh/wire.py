@@ -16,13 +16,12 @@ imports this at every login.
 """
 
 import hashlib
-import re
 
 MAGIC = b'xyssh/1'
 MAX_HEADER = 200
 
-_REQUEST = re.compile(rb'xyssh/1 (\d{1,12}) ([0-9a-f]{64})\n\Z')
-_ANSWER = re.compile(rb'(?:ok (\d{1,12})|error ([1-9]\d{0,2}) ([^\n]*))\n\Z')
+_DIGITS = frozenset(b'0123456789')
+_HEX = frozenset(b'0123456789abcdef')
 
 
 def request_header(message: bytes) -> bytes:
@@ -36,14 +35,31 @@ def frame(message: bytes) -> bytes:
     return request_header(message) + message
 
 
+def _number(text: bytes, longest: int) -> 'int | None':
+    """Return TEXT as a number of 1 to LONGEST ASCII digits, or None."""
+    if 0 < len(text) <= longest and all(byte in _DIGITS for byte in text):
+        return int(text)
+    return None
+
+
 def parse_request_header(line: bytes) -> 'tuple[int, str] | None':
     """Return (length, sha256 hex) from a header line, or None if bad."""
-    match = _REQUEST.match(line)
-
-    if not match:
+    if not line.endswith(b'\n') or b'\n' in line[:-1]:
         return None
 
-    return int(match.group(1)), match.group(2).decode('ascii')
+    fields = line[:-1].split(b' ')
+
+    if len(fields) != 3 or fields[0] != MAGIC:
+        return None
+
+    length = _number(fields[1], 12)
+    digest = fields[2]
+
+    if length is None or len(digest) != 64 or \
+            not all(byte in _HEX for byte in digest):
+        return None
+
+    return length, digest.decode('ascii')
 
 
 def digest_matches(message: bytes, digest: str) -> bool:
@@ -65,15 +81,22 @@ def error_answer(status: int, text: str) -> bytes:
 def parse_answer(line: bytes) -> 'tuple[int, int | None, str] | None':
     """Parse an answer line into (status, reply length, text), or None.
 
-    Status 0 means ok, with the length of the reply that follows.
+    Status 0 means ok, with the length of the reply that follows; an
+    error answer always has a status from 1 to 999.
     """
-    match = _ANSWER.match(line)
-
-    if not match:
+    if not line.endswith(b'\n') or b'\n' in line[:-1]:
         return None
 
-    if match.group(1) is not None:
-        return 0, int(match.group(1)), ''
+    fields = line[:-1].split(b' ', 2)
 
-    return (int(match.group(2)), None,
-            match.group(3).decode('utf-8', 'replace'))
+    if len(fields) == 2 and fields[0] == b'ok':
+        length = _number(fields[1], 12)
+        return None if length is None else (0, length, '')
+
+    if len(fields) == 3 and fields[0] == b'error':
+        status = _number(fields[1], 3)
+
+        if status and fields[1][:1] != b'0':
+            return status, None, fields[2].decode('utf-8', 'replace')
+
+    return None
