@@ -1,15 +1,20 @@
 """What the admin's key commands do, apart from their command line.
 
-Every change happens under the registry lock: the registry record first,
-then the managed block of authorized_keys, rewritten atomically.
+Every change happens under the registry lock.  The new authorized_keys is
+built first, so that a file which cannot be rewritten safely stops the
+change before anything is written; then the registry record; then the
+managed block of authorized_keys, rewritten atomically.
 """
 
-from .errors import ConfigError, KeyFileError
+import os
+
+from .errors import ConfigError, KeyFileError, XysshError
 from .hostscfg import load_hosts
 from .keys import (BEGIN_MARK, KEY_OPTIONS, authorized_keys_line,
-                   default_program, parse_public_keys, registry_lock,
-                   split_authorized_keys, write_authorized_keys,
-                   write_record)
+                   default_program, parse_public_keys,
+                   prepare_authorized_keys, read_lines, registry_lock,
+                   remove_stale_temporaries, split_authorized_keys,
+                   write_authorized_keys, write_record)
 from .registry import (DEFAULT_ALLOW, KeyRecord, fingerprint_of_line,
                        is_fingerprint, read_all_records, read_record)
 from .log import log_event
@@ -82,11 +87,15 @@ class KeyAdmin:
             added = [KeyRecord(key.fingerprint, canonical, key.text,
                                allow=tuple(allow)) for key in keys]
 
+            # Build the new file first: if it cannot be rewritten, nothing
+            # is registered either.
+            self._clean_up()
+            data = self._prepare(records + added)
+
             for record in added:
                 write_record(self.registry, record)
 
-            write_authorized_keys(self.authorized_keys, records + added,
-                                  self.program, self.config.path)
+            write_authorized_keys(self.authorized_keys, data)
 
         for record in added:
             log_event('info', 'key added fp=%s host=%s type=%s'
@@ -108,10 +117,12 @@ class KeyAdmin:
                 raise KeyFileError('no key %s in the registry' % fingerprint)
 
             record.state = 'revoked'
+            self._clean_up()
+            records = [other for other in read_all_records(self.registry)
+                       if other.fingerprint != record.fingerprint]
+            data = self._prepare(records + [record])
             write_record(self.registry, record)
-            write_authorized_keys(self.authorized_keys,
-                                  read_all_records(self.registry),
-                                  self.program, self.config.path)
+            write_authorized_keys(self.authorized_keys, data)
 
         log_event('info', 'key revoked fp=%s host=%s'
                   % (record.fingerprint, record.host))
@@ -128,15 +139,15 @@ class KeyAdmin:
         by_fingerprint = {record.fingerprint: record for record in records}
 
         try:
-            with open(self.authorized_keys, encoding='utf-8') as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            text = ''
-        except (OSError, UnicodeDecodeError) as exc:
-            return ['%s: cannot read: %s' % (self.authorized_keys, exc)]
+            raw_lines = read_lines(self.authorized_keys)
+            before, managed, _ = split_authorized_keys(raw_lines)
+        except OSError as exc:
+            return ['%s: cannot read: %s' % (self.authorized_keys,
+                                             exc.strerror)]
+        except XysshError as err:
+            return ['%s: %s' % (self.authorized_keys, err.detail)]
 
-        before, managed, _ = split_authorized_keys(text)
-        lines = text.splitlines()
+        lines = [line.decode('utf-8', 'replace') for line in raw_lines]
         block = range(len(before) + 1, len(before) + 1 + len(managed))
 
         if active_count(records) and BEGIN_MARK not in lines:
@@ -231,9 +242,23 @@ class KeyAdmin:
     def sync(self) -> None:
         """Rewrite the managed block from the registry."""
         with registry_lock(self.registry):
-            write_authorized_keys(self.authorized_keys,
-                                  read_all_records(self.registry),
-                                  self.program, self.config.path)
+            self._clean_up()
+            data = self._prepare(read_all_records(self.registry))
+            write_authorized_keys(self.authorized_keys, data)
+
+    def _prepare(self, records: 'list[KeyRecord]') -> bytes:
+        """Return authorized_keys rebuilt for RECORDS, or raise."""
+        return prepare_authorized_keys(self.authorized_keys, records,
+                                       self.program, self.config.path)
+
+    def _clean_up(self) -> None:
+        """Remove temporary files of writers that were killed.
+
+        Runs under the registry lock, so no writer of ours is using them.
+        """
+        remove_stale_temporaries(os.path.dirname(
+            os.path.abspath(self.authorized_keys)))
+        remove_stale_temporaries(os.path.join(self.registry, 'keys'))
 
 
 def active_count(records: 'list[KeyRecord]') -> int:

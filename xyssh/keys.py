@@ -18,6 +18,7 @@ from .registry import KeyRecord, fingerprint_of_line, record_path
 BEGIN_MARK = '# BEGIN xyssh managed keys: change with "xyssh keys", ' \
              'not by hand'
 END_MARK = '# END xyssh managed keys'
+TEMPORARY_MARK = '.xyssh-'
 
 # Options on every managed line.  "restrict" alone covers the others on
 # OpenSSH 7.2 and later; they are spelt out so that an older sshd, or an
@@ -25,6 +26,10 @@ END_MARK = '# END xyssh managed keys'
 KEY_OPTIONS = ('restrict', 'no-pty', 'no-port-forwarding',
                'no-agent-forwarding', 'no-X11-forwarding', 'no-user-rc')
 
+# Another key inside a comment: "cat a.pub b.pub" where a.pub had no
+# final newline puts both on one line, and sshd would see only the first.
+_JOINED_KEY = re.compile(r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|'
+                         r'sk-\S+@openssh\.com)\s+AAAA[A-Za-z0-9+/]')
 _KEY_TYPES = re.compile(r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|'
                         r'sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)'
                         r'(-cert-v01@openssh\.com)?\Z')
@@ -61,6 +66,9 @@ def parse_public_keys(raw: bytes, source: str) -> 'list[PublicKey]':
 
     try:
         text = raw.decode('utf-8')
+
+        if text.startswith('\ufeff'):
+            text = text[1:]
     except UnicodeDecodeError:
         raise KeyFileError('%s: unsupported encoding; save the key as '
                            'plain ASCII text' % source) from None
@@ -105,6 +113,11 @@ def _parse_key_line(line: str, where: str) -> PublicKey:
 
     key = PublicKey(fields[0], fields[1],
                     fields[2].strip() if len(fields) > 2 else '')
+
+    if _JOINED_KEY.search(key.comment):
+        raise KeyFileError('%s: two keys on one line (a file without a '
+                           'final newline joined by cat?); put each key '
+                           'on its own line' % where)
 
     import asyncssh
 
@@ -152,6 +165,8 @@ def registry_lock(registry: str):
                          os.O_RDWR | os.O_CREAT, 0o600)
 
     try:
+        owner = os.stat(registry)
+        os.fchown(descriptor, owner.st_uid, owner.st_gid)
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
@@ -163,13 +178,16 @@ def write_atomically(path: str, data: bytes, mode: int,
     """Replace PATH by DATA: temporary file, fsync, rename, fsync dir.
 
     A crash at any point leaves either the old file or the new one, never
-    a mix, an empty file or a file with the wrong mode or owner.
+    a mix, an empty file or a file with the wrong mode or owner.  The
+    temporary file gets a fresh random name and is created exclusively,
+    so nothing planted in the directory (a symlink, say) is followed.
     """
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, '.%s.xyssh-%d' %
-                             (os.path.basename(path), os.getpid()))
-    descriptor = os.open(temporary,
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix='.%s%s' % (os.path.basename(path), TEMPORARY_MARK),
+        dir=directory)
 
     try:
         os.fchmod(descriptor, mode)
@@ -191,6 +209,25 @@ def write_atomically(path: str, data: bytes, mode: int,
     os.close(descriptor)
     os.rename(temporary, path)
     _fsync_directory(directory)
+
+
+def remove_stale_temporaries(directory: str) -> None:
+    """Remove temporary files a killed writer left in DIRECTORY.
+
+    Call it only under the registry lock: then no other writer of ours
+    can be using one of them.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+
+    for name in names:
+        if name.startswith('.') and TEMPORARY_MARK in name:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _fsync_directory(directory: str) -> None:
@@ -230,7 +267,8 @@ def managed_block(records: 'list[KeyRecord]', program: str,
     """Return the managed block's lines, markers included."""
     lines = [BEGIN_MARK]
 
-    for record in records:
+    for record in sorted(records, key=lambda record: (
+            record.host.lower(), record.created, record.fingerprint)):
         if record.state == 'active':
             lines.append(authorized_keys_line(record, program, config_path))
 
@@ -238,32 +276,60 @@ def managed_block(records: 'list[KeyRecord]', program: str,
     return lines
 
 
-def split_authorized_keys(text: str) -> 'tuple[list, list, list]':
-    """Split a file into (lines before, managed lines, lines after)."""
-    lines = text.splitlines()
+def read_lines(path: str) -> 'list[bytes]':
+    """Return the lines of PATH as bytes, split at LF only, as sshd does.
 
-    if BEGIN_MARK not in lines:
+    Lines are kept as bytes so that another admin's line in any encoding,
+    or with a CR or form feed inside, is written back exactly.
+    """
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+
+    lines = data.split(b'\n')
+    return lines[:-1] if lines[-1] == b'' else lines
+
+
+def split_authorized_keys(lines: 'list[bytes]') -> 'tuple[list, list, list]':
+    """Split a file's lines into (before, managed, after) the block."""
+    begin, end = BEGIN_MARK.encode(), END_MARK.encode()
+
+    if begin not in lines:
         return lines, [], []
 
-    start = lines.index(BEGIN_MARK)
+    start = lines.index(begin)
 
     try:
-        end = lines.index(END_MARK, start)
+        stop = lines.index(end, start)
     except ValueError:
         raise KeyFileError('authorized_keys has the begin mark of the '
                            'xyssh block but not its end mark; repair the '
                            'file by hand') from None
 
-    return lines[:start], lines[start + 1:end], lines[end + 1:]
+    return lines[:start], lines[start + 1:stop], lines[stop + 1:]
 
 
-def write_authorized_keys(path: str, records: 'list[KeyRecord]',
-                          program: str, config_path: str) -> None:
-    """Rewrite the managed block of PATH, keeping every other line.
+def prepare_authorized_keys(path: str, records: 'list[KeyRecord]',
+                            program: str, config_path: str) -> bytes:
+    """Return the new content of PATH, its managed block rebuilt.
 
-    The file keeps its owner; a new file takes the owner of its directory
-    (the service account's ~/.ssh), so sshd's StrictModes accept it.
-    The mode is always 0600 whatever the umask.
+    Raises KeyFileError, before anything is written anywhere, when the
+    file cannot be rewritten safely.
+    """
+    before, _, after = split_authorized_keys(read_lines(path))
+    block = [line.encode('utf-8') for line in
+             managed_block(records, program, config_path)]
+    return b'\n'.join(before + block + after) + b'\n'
+
+
+def write_authorized_keys(path: str, data: bytes) -> None:
+    """Replace PATH by DATA with mode 0600, keeping its owner.
+
+    A new file takes the owner of its directory (the service account's
+    ~/.ssh, created 0700 if missing), so sshd's StrictModes accept it,
+    whatever the umask of the admin running xyssh.
     """
     directory = os.path.dirname(os.path.abspath(path))
 
@@ -273,16 +339,10 @@ def write_authorized_keys(path: str, records: 'list[KeyRecord]',
         os.chown(directory, parent.st_uid, parent.st_gid)
 
     try:
-        with open(path, 'rb') as handle:
-            old = handle.read().decode('utf-8')
         status = os.stat(path)
     except FileNotFoundError:
-        old = ''
         status = os.stat(directory)
 
-    before, _, after = split_authorized_keys(old)
-    lines = before + managed_block(records, program, config_path) + after
-    data = ('\n'.join(lines) + '\n').encode('utf-8')
     write_atomically(path, data, 0o600, (status.st_uid, status.st_gid))
 
 

@@ -124,7 +124,8 @@ def _parse_record(text: str, path: str) -> KeyRecord:
     """Parse the text of one registry file."""
     values = {}
 
-    for line in text.splitlines():
+    # LF only: a comment may hold other line-breaking characters.
+    for line in text.split('\n'):
         name, _, value = line.partition(': ')
         values[name] = value
 
