@@ -243,3 +243,21 @@ def test_start_up_does_not_import_heavy_modules(forced):
                             env=dict(os.environ, SSH_CONNECTION='-'))
 
     assert b'STATUS=0 HEAVY=[]' in result.stderr, result.stderr
+
+
+def test_xymond_that_never_answers_times_out_with_75(tmp_path):
+    import socket
+
+    listener = socket.create_server(('127.0.0.1', 0))
+    forced = ForcedEnv(tmp_path, '127.0.0.1:%d'
+                       % listener.getsockname()[1], xymond_timeout='1')
+    started = time.monotonic()
+
+    try:
+        result = forced.run(wire.frame(STATUS))
+    finally:
+        listener.close()
+
+    assert result.returncode == 75
+    assert time.monotonic() - started < 15
+    assert result.stdout.startswith(b'error 75 ')

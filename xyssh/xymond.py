@@ -1,6 +1,11 @@
-"""Hand one checked message to xymond the way Xymon's own client does."""
+"""Hand one checked message to xymond the way Xymon's own client does.
 
-import socket
+This runs in the forced command at every login.  It uses the _socket
+extension that socket.py wraps: the wrapper pulls in enum and selectors,
+about 7 ms of start-up, for conveniences not needed here.
+"""
+
+import _socket
 
 from .errors import UpstreamUnavailable
 
@@ -38,18 +43,25 @@ def send_to_xymond(address: 'tuple[str, int]', message: bytes,
         pass
 
     try:
-        with socket.create_connection((host, port),
-                                      timeout=timeout) as sock:
-            sock.sendall(message)
-            sock.shutdown(socket.SHUT_WR)
-            return _read_to_eof(sock)
-    except socket.timeout:
-        raise UpstreamUnavailable() from None
+        family, kind, protocol, _, target = _socket.getaddrinfo(
+            host, port, _socket.AF_UNSPEC, _socket.SOCK_STREAM)[0]
+        sock = _socket.socket(family, kind, protocol)
     except OSError:
         raise UpstreamUnavailable() from None
 
+    try:
+        sock.settimeout(timeout)
+        sock.connect(target)
+        sock.sendall(message)
+        sock.shutdown(_socket.SHUT_WR)
+        return _read_to_eof(sock)
+    except OSError:
+        raise UpstreamUnavailable() from None
+    finally:
+        sock.close()
 
-def _read_to_eof(sock: socket.socket) -> bytes:
+
+def _read_to_eof(sock) -> bytes:
     """Read what xymond answers until it closes the connection."""
     chunks = []
     size = 0
