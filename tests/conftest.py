@@ -210,3 +210,12 @@ def db01(deployment):
 def win01(deployment):
     """Device KEY_C, registered for win01.example.com (CLIENT:WIN01)."""
     return deployment.add_device('win01.example.com')
+
+
+def assert_rejected(result, deployment, *words: str) -> None:
+    """REJ: non-zero, stdout empty, each of WORDS on stderr, nothing sent."""
+    assert result.returncode != 0
+    assert result.stdout == b''
+    for word in words:
+        assert word.encode() in result.stderr, result.stderr
+    assert deployment.tap.connections == 0

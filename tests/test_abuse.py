@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DATA, DB01_SECTION
+from conftest import DATA, DB01_SECTION, assert_rejected
 from xyssh import wire
 
 EXIT_REFUSED = 20
@@ -31,21 +31,12 @@ def wait_for_audit(deployment, count: int, timeout: float = 15):
     return deployment.audit_lines()
 
 
-def assert_refused(result, deployment, *words: str) -> None:
-    """Check a refusal: non-zero, empty stdout, reason said, nothing sent."""
-    assert result.returncode != 0
-    assert result.stdout == b''
-    for word in words:
-        assert word.encode() in result.stderr, result.stderr
-    assert deployment.tap.connections == 0
-
-
 def test_rejects_status_for_foreign_host(deployment, web01):
     result = web01.send('127.0.0.1',
                         'status db01.example.com.cpu red forged')
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, 'db01.example.com', 'not permitted')
+    assert_rejected(result, deployment, 'db01.example.com', 'not permitted')
     [line] = wait_for_audit(deployment, 1)
     assert ' rejected ' in line
     assert 'fp=%s' % web01.fingerprint in line
@@ -61,7 +52,7 @@ def test_rejects_combo_smuggling_another_host(deployment, web01):
     result = web01.send('127.0.0.1', '@', stdin=combo)
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, 'db01.example.com')
+    assert_rejected(result, deployment, 'db01.example.com')
     lines = wait_for_audit(deployment, 2)
     assert len(lines) == 2
     assert all(' rejected ' in line for line in lines)
@@ -77,7 +68,7 @@ def test_rejects_admin_commands_and_queries(deployment, web01, message):
     result = web01.send('127.0.0.1', message)
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, 'not permitted')
+    assert_rejected(result, deployment, 'not permitted')
 
 
 @pytest.mark.parametrize('message', [
@@ -90,7 +81,7 @@ def test_rejects_fake_sender_lines(deployment, web01, message):
     result = web01.send('127.0.0.1', '@', stdin=message)
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, 'false sender')
+    assert_rejected(result, deployment, 'false sender')
 
 
 def test_rejects_unknown_key(deployment, web01):
@@ -102,7 +93,7 @@ def test_rejects_unknown_key(deployment, web01):
                            'green ok')
 
     assert result.returncode == EXIT_AUTH
-    assert_refused(result, deployment, 'refused device key')
+    assert_rejected(result, deployment, 'refused device key')
     assert b'keys add' in result.stderr
 
 
@@ -115,7 +106,7 @@ def test_rejects_revoked_key(deployment, web01):
                         'green ok')
 
     assert result.returncode == EXIT_AUTH
-    assert_refused(result, deployment)
+    assert_rejected(result, deployment)
 
 
 def test_revoked_key_still_in_file_is_refused_by_registry(deployment,
@@ -131,7 +122,7 @@ def test_revoked_key_still_in_file_is_refused_by_registry(deployment,
                         'green ok')
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, 'not registered or was revoked')
+    assert_rejected(result, deployment, 'not registered or was revoked')
 
 
 def test_client_killed_mid_send_forwards_nothing(deployment, web01):
@@ -191,7 +182,7 @@ def test_rejects_oversized_message_with_size_and_limit(deployment, web01):
     result = web01.send('127.0.0.1', '@', stdin=status)
 
     assert result.returncode == EXIT_REFUSED
-    assert_refused(result, deployment, str(len(status)), '261120',
+    assert_rejected(result, deployment, str(len(status)), '261120',
                    'MAXMSG_STATUS')
 
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import DB01_SECTION
+from conftest import DB01_SECTION, assert_rejected
 
 EXIT_REFUSED = 20
 EXIT_HOST_KEY = 22
@@ -22,15 +22,6 @@ def assert_forwarded(result, deployment, message: bytes) -> None:
     """FWD: exit 0 and xymond got exactly MESSAGE."""
     assert result.returncode == 0, result.stderr
     assert deployment.tap.wait_for(1) == [message]
-
-
-def assert_rejected(result, deployment, *words: str) -> None:
-    """REJ: non-zero, stdout empty, reason on stderr, nothing sent."""
-    assert result.returncode != 0
-    assert result.stdout == b''
-    for word in words:
-        assert word.encode() in result.stderr, result.stderr
-    assert deployment.tap.connections == 0
 
 
 # C01: BB-era commas and dotted names are the same host.
