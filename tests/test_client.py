@@ -81,3 +81,16 @@ def test_xyssh_send_prints_reply_and_refusal(deployment, web01):
     assert deployment.tap.wait_for(1) == [STATUS.encode()]
     assert refused.returncode == 20
     assert b'not permitted' in refused.stderr
+
+
+def test_xymond_down_exits_21_and_says_so(make_deployment):
+    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+    device = deployment.add_device('web01.example.com')
+
+    result = device.send('127.0.0.1', STATUS)
+
+    assert result.returncode == 21
+    assert result.stdout == b''
+    assert b'xymond unavailable, try again later' in result.stderr
+    [line] = deployment.audit_lines()
+    assert 'reason=xymond-unavailable' in line
