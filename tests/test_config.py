@@ -120,7 +120,8 @@ def test_empty_file_gives_every_default(tmp_path):
     assert config.server.number('maxmsg_client') == 512
     assert config.server.number('maxmsg_data') == 256
     assert config.server.number('idle_timeout') == 60
-    assert config.server.number('xymond_timeout') == 15
+    assert config.server.number('message_time') == 300
+    assert config.server.number('xymond_timeout') == 10
     assert config.server.flag('require_auth_info') is False
     assert config.client.text('server') == ''
     assert config.client.number('port') == 22

@@ -165,7 +165,72 @@ def test_bad_arguments_are_a_configuration_error(forced):
     result = forced.run(wire.frame(STATUS), fingerprint='MD5:00:11')
 
     assert result.returncode == 78
-    assert b'usage: xyssh receive' in result.stderr
+    assert result.stderr == (b'xyssh: server configuration error; see the '
+                             b'server log\n')
+    assert result.stdout.startswith(b'error 78 ')
+
+
+def test_missing_registry_is_a_configuration_error(forced, tap):
+    import shutil
+
+    shutil.rmtree(forced.root / 'registry')
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 78
+    assert tap.connections == 0
+    assert 'reason=config' in forced.log_text()
+
+
+def test_missing_hosts_cfg_is_a_configuration_error(forced, tap):
+    (forced.root / 'hosts.cfg').unlink()
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 78
+    assert b'not in hosts.cfg' not in result.stderr
+    assert 'cannot read hosts.cfg' in forced.log_text()
+
+
+def test_unwritable_log_file_falls_back_and_still_delivers(tmp_path,
+                                                           tap):
+    forced = ForcedEnv(tmp_path, tap.address,
+                       log=str(tmp_path / 'no-such-dir' / 'x.log'))
+
+    result = forced.run(wire.frame(STATUS))
+
+    assert result.returncode == 0, result.stderr
+    assert tap.wait_for(1) == [STATUS]
+
+
+def test_trickling_client_is_dropped_after_message_time(tmp_path, tap):
+    forced = ForcedEnv(tmp_path, tap.address, idle_timeout='5',
+                       message_time='2')
+    framed = wire.frame(STATUS)
+    process = subprocess.Popen(
+        [XYSSH, 'receive', '--config', str(forced.config), '--fp',
+         forced.fingerprint], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
+
+    for position in range(12):
+        if process.poll() is not None:
+            break
+        try:
+            process.stdin.write(framed[position:position + 1])
+            process.stdin.flush()
+        except BrokenPipeError:
+            break
+        time.sleep(0.5)
+
+    process.wait(timeout=20)
+    stderr = process.stderr.read()
+    process.stdin.close()
+
+    assert process.returncode == 65
+    assert time.monotonic() - started < 10
+    assert b'not complete after 2 seconds' in stderr
+    assert tap.connections == 0
 
 
 def test_missing_config_is_reported_without_internals(tmp_path):

@@ -128,8 +128,8 @@ def _host_key_checker(known_hosts_path: str):
             try:
                 known = asyncssh.read_known_hosts(known_hosts_path)
                 trusted = known.match(host, addr, port)[0]
-                HostKeyChecker.expected = tuple(
-                    item.get_fingerprint('sha256') for item in trusted)
+                HostKeyChecker.expected = tuple(sorted(set(
+                    item.get_fingerprint('sha256') for item in trusted)))
             except (OSError, ValueError):
                 pass
 
@@ -227,7 +227,18 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
         process = await connection.create_process(SEND_COMMAND,
                                                   encoding=None)
         writer = asyncio.ensure_future(_write_frames(process, frames))
-        answers = await _read_answers(process, len(frames), destination)
+
+        try:
+            answers = await _read_answers(process, len(frames),
+                                          destination)
+        except SendFailure as failure:
+            # What the server printed is often the only clue, say when
+            # its forced command could not start at all.
+            said = await _server_stderr(process)
+            if said:
+                failure.text += '; it said: %s' % said
+            raise
+
         stderr = await process.stderr.read()
         await process.wait_closed()
         writer.cancel()
@@ -244,6 +255,16 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
                               % destination.label)
 
     return answers
+
+
+async def _server_stderr(process) -> str:
+    """Return the first line the server wrote on stderr, if any soon."""
+    try:
+        data = await asyncio.wait_for(process.stderr.read(4096), 2)
+    except (asyncio.TimeoutError, OSError, Exception):
+        return ''
+
+    return data.decode('utf-8', 'replace').strip().split('\n')[0][:300]
 
 
 async def _write_frames(process, frames: 'list[bytes]') -> None:

@@ -30,10 +30,13 @@ SERVER_DEFAULTS = {
     'maxmsg_status': '256',
     'maxmsg_client': '512',
     'maxmsg_data': '256',
-    # Seconds the forced command waits for the next bytes from the client.
+    # Seconds the forced command waits for the next bytes from the client,
+    # and the most one message may take to arrive in all.
     'idle_timeout': '60',
-    # Seconds to wait for xymond to take a message and answer.
-    'xymond_timeout': '15',
+    'message_time': '300',
+    # Seconds to wait for xymond to take a message and answer; less than
+    # the client's timeout, so the client hears why.
+    'xymond_timeout': '10',
     # The program written into command=; empty: the running xyssh.
     'command': '',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
@@ -111,7 +114,7 @@ class Config:
 def load_config(path: str) -> Config:
     """Read PATH; a missing file or an unknown name is a ConfigError."""
     try:
-        with open(path, encoding='utf-8') as handle:
+        with open(path, encoding='utf-8-sig') as handle:
             text = handle.read()
     except OSError as exc:
         raise ConfigError('cannot read %s: %s' % (path, exc.strerror))

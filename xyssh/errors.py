@@ -58,11 +58,20 @@ class UpstreamUnavailable(XysshError):
 
 
 class ConfigError(XysshError):
-    """The configuration file or a file it names is wrong."""
+    """The configuration file or a file it names is wrong.
+
+    The client is told only that the server is misconfigured: the
+    details name paths and settings, and go to the server's log.
+    """
 
     exit_status = 78
     phrase = 'server configuration error'
     reason = 'config'
+
+    @property
+    def client_text(self) -> str:
+        """The one line told to the remote client: no details."""
+        return 'xyssh: %s; see the server log' % self.phrase
 
 
 class KeyFileError(XysshError):

@@ -19,10 +19,12 @@ asyncssh, no logging, no re.
 
 import os
 import select
+import time
 
 from . import wire
 from .config import load_config
-from .errors import ConfigError, MalformedMessage, NotPermitted, XysshError
+from .errors import (ConfigError, MalformedMessage, NotPermitted,
+                     XysshError)
 from .hostscfg import load_hosts
 from .intake import Intake, refuse
 from .registry import fingerprint_of_line, is_fingerprint, read_record
@@ -35,20 +37,42 @@ USAGE = 'usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT'
 
 
 class StdinReader:
-    """Read stdin in bounded waits, so a stalled client cannot hang us."""
+    """Read stdin in bounded waits, so a stalled client cannot hang us.
 
-    def __init__(self, idle_timeout: float, descriptor: int = 0) -> None:
+    Each wait is at most IDLE_TIMEOUT seconds, and one message may take
+    at most MESSAGE_TIME seconds in all, so a client that sends a byte
+    now and then cannot hold a session open either.
+    """
+
+    def __init__(self, idle_timeout: float, message_time: float,
+                 descriptor: int = 0) -> None:
         self.idle_timeout = idle_timeout
+        self.message_time = message_time
         self.descriptor = descriptor
         self.buffer = b''
         self.eof = False
+        self.deadline = time.monotonic() + message_time
+
+    def start_message(self) -> None:
+        """Start the clock for the next message."""
+        self.deadline = time.monotonic() + self.message_time
 
     def _fill(self) -> None:
-        """Read what is available, waiting at most the idle timeout."""
+        """Read what is available, within the idle and message limits."""
+        left = self.deadline - time.monotonic()
+
+        if left <= 0:
+            raise MalformedMessage('message not complete after %d '
+                                   'seconds; dropped' % self.message_time)
+
         ready, _, _ = select.select([self.descriptor], [], [],
-                                    self.idle_timeout)
+                                    min(self.idle_timeout, left))
 
         if not ready:
+            if time.monotonic() >= self.deadline:
+                raise MalformedMessage('message not complete after %d '
+                                       'seconds; dropped'
+                                       % self.message_time)
             raise MalformedMessage('no data for %d seconds; message '
                                    'dropped' % self.idle_timeout)
 
@@ -168,6 +192,8 @@ def main(argv: 'list[str]') -> int:
     """Run the forced command; return the exit status for sshd."""
     peer = (os.environ.get('SSH_CONNECTION') or '-').split()[0]
     fingerprint = '-'
+    # Until the configuration names the log, problems go to syslog.
+    setup_logging('syslog')
 
     try:
         config_file, fingerprint = _parse_argv(argv)
@@ -175,7 +201,9 @@ def main(argv: 'list[str]') -> int:
         server = config.server
         setup_logging(server.text('log'), server.text('syslog_facility'))
     except XysshError as err:
-        _write(2, (err.client_text + '\n').encode())
+        log_event('error', 'receive cannot start fp=%s from=%s: %s'
+                  % (fingerprint, peer, err.detail))
+        _answer_error(err)
         return err.exit_status
 
     try:
@@ -193,7 +221,8 @@ def main(argv: 'list[str]') -> int:
         _answer_error(err)
         return err.exit_status
 
-    return _serve(intake, StdinReader(server.number('idle_timeout', 1)))
+    return _serve(intake, StdinReader(server.number('idle_timeout', 1),
+                                      server.number('message_time', 1)))
 
 
 def _open_intake(config, fingerprint: str, peer: str) -> Intake:
@@ -201,12 +230,21 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
     server = config.server
     _check_original_command()
     _check_auth_info(fingerprint, server.flag('require_auth_info'))
-    record = read_record(server.text('registry'), fingerprint)
+    registry = server.text('registry')
+
+    if not os.path.isdir(os.path.join(registry, 'keys')):
+        raise ConfigError('registry %s has no keys directory' % registry)
+
+    record = read_record(registry, fingerprint)
 
     if record is None or record.state != 'active':
         raise NotPermitted('this key is not registered or was revoked')
 
     hosts = load_hosts(server.text('hosts_cfg'))
+
+    if hosts.problems and not hosts.names:
+        raise ConfigError('; '.join(hosts.problems))
+
     key_host = hosts.canonical(record.host)
 
     if key_host is None:
@@ -272,6 +310,7 @@ def _serve(intake: Intake, reader: StdinReader) -> int:
 def _read_frame(reader: StdinReader, limits: Limits,
                 count: int) -> 'bytes | None':
     """Return the next framed message, None at a clean end of input."""
+    reader.start_message()
     line = reader.read_line(wire.MAX_HEADER)
 
     if not line and reader.eof:

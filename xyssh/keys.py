@@ -104,6 +104,11 @@ def _parse_key_line(line: str, where: str) -> PublicKey:
                            'a plain public key (options are set by xyssh)'
                            % (where, fields[0][:40]))
 
+    if fields[0] == 'ssh-dss':
+        raise KeyFileError('%s: DSA keys are refused by OpenSSH 7.0 and '
+                           'later; make an ed25519 key (ssh-keygen -t '
+                           'ed25519)' % where)
+
     if fields[0].endswith('-cert-v01@openssh.com'):
         raise KeyFileError('%s: this is a certificate, not a public key'
                            % where)
@@ -245,13 +250,13 @@ def receive_command(program: str, config_path: str,
     """Return the command= value that runs the forced command for a key.
 
     sshd hands this string to the account's shell, so each word is
-    shell-quoted; inside the option's double quotes, a backslash and a
-    double quote are escaped as sshd expects.
+    shell-quoted; inside the option's double quotes a double quote is
+    written \\" (sshd undoes that and nothing else: a backslash stays).
     """
     words = [program, 'receive', '--config', config_path,
              '--fp', fingerprint]
     command = ' '.join(shlex.quote(word) for word in words)
-    return command.replace('\\', '\\\\').replace('"', '\\"')
+    return command.replace('"', '\\"')
 
 
 def authorized_keys_line(record: KeyRecord, program: str,

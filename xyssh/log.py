@@ -40,26 +40,37 @@ _PRIORITIES = {'debug': syslog.LOG_DEBUG, 'info': syslog.LOG_INFO,
 
 
 class _Destination:
-    """The open log: syslog, a file, or nowhere."""
+    """The log: a file if one is set, else syslog."""
 
     def __init__(self) -> None:
         self.path = None
-        self.use_syslog = False
 
     def write(self, level: str, text: str) -> None:
-        """Write one line; a log that fails never stops a report."""
-        try:
-            if self.use_syslog:
-                syslog.syslog(_PRIORITIES[level], text)
-            elif self.path:
-                line = '%s xyssh[%d]: %s\n' % (
-                    time.strftime('%Y-%m-%d %H:%M:%S'), os.getpid(), text)
+        """Write one line; a log that fails never stops a report.
+
+        A log file that cannot be written (say it was created by root
+        and the forced command runs as the service account) is not
+        allowed to swallow the line: it goes to syslog instead, with the
+        reason, so the admin finds both.
+        """
+        if self.path:
+            line = '%s xyssh[%d]: %s\n' % (
+                time.strftime('%Y-%m-%d %H:%M:%S'), os.getpid(), text)
+
+            try:
                 descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND
                                      | os.O_CREAT, 0o640)
                 try:
                     os.write(descriptor, line.encode('utf-8', 'replace'))
                 finally:
                     os.close(descriptor)
+                return
+            except OSError as exc:
+                text = '%s (log file %s: %s)' % (text, self.path,
+                                                 exc.strerror)
+
+        try:
+            syslog.syslog(_PRIORITIES[level], text)
         except OSError:
             pass
 
@@ -72,10 +83,8 @@ def setup_logging(destination: str, facility: str = 'daemon') -> None:
     if destination == 'syslog':
         syslog.openlog('xyssh', syslog.LOG_PID,
                        _FACILITIES.get(facility, syslog.LOG_DAEMON))
-        _destination.use_syslog = True
         _destination.path = None
     else:
-        _destination.use_syslog = False
         _destination.path = destination
 
 
