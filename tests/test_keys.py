@@ -4,11 +4,14 @@ import base64
 import hashlib
 import json
 import os
+import pathlib
 import pwd
 import random
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 
 import asyncssh
@@ -870,12 +873,83 @@ def test_check_reports_active_key_whose_host_left_hosts_cfg(checked):
     assert after_revoke.returncode == 0, after_revoke.stdout
 
 
+def test_check_warns_about_unforced_key_outside_block_but_passes(
+        checked):
+    # An admin's own key outside the block is legitimate, but a key with
+    # no command= there gives a shell: said on stderr, not a failure.
+    other = checked.new_key('admin')
+    _edit(checked, lambda lines: lines.append(pub_text(other)))
+
+    result = checked.run('keys', 'check')
+
+    assert result.returncode == 0
+    assert result.stdout == b'authorized_keys matches the registry\n'
+    warnings = [line for line in result.stderr.decode().splitlines()
+                if fingerprint_of_key(pub_text(other)) in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith('xyssh: warning: ')
+    assert warnings[0].endswith('has no command= option: whoever holds '
+                                'it gets a shell as this account')
+
+
+@pytest.fixture
+def open_server():
+    """A server side in a directory every account can search.
+
+    pytest's own base directory is 0700 root, which would hide every
+    file from the service account and make each access check fail.
+    """
+    root = pathlib.Path(tempfile.mkdtemp(prefix='xyssh-open-'))
+    os.chmod(root, 0o755)
+    try:
+        yield Server(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_add_warns_when_service_account_cannot_read_config(open_server):
+    server = open_server
+    server.authorized_keys.write_bytes(HEADER)
+    _own_by_nobody(server)
+    for path in (server.hosts_cfg, server.registry):
+        os.chmod(path, 0o755)
+    os.chmod(server.config, 0o600)
+
+    result = server.run('keys', 'add', WEB01, str(server.new_key('k')))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        'xyssh: warning: the service account (uid %d, owner of %s) cannot '
+        'read %s: %s is mode 0600, owner uid 0'
+        % (NOBODY.pw_uid, server.ssh_dir, server.config, server.config)]
+
+
+def test_add_is_silent_when_service_account_can_use_everything(
+        open_server):
+    server = open_server
+    server.authorized_keys.write_bytes(HEADER)
+    _own_by_nobody(server)
+    for path in (server.config, server.hosts_cfg, server.registry):
+        os.chmod(path, 0o755)
+
+    result = server.run('keys', 'add', WEB01, str(server.new_key('k')))
+
+    assert result.returncode == 0
+    assert result.stderr == b''
+
+
 # C17: concurrent adds and SIGKILL during a write.
 
 def _own_by_nobody(server) -> None:
     """Give ~/.ssh, authorized_keys and the registry to nobody."""
     for path in (server.ssh_dir, server.authorized_keys, server.registry):
         os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def _errors(stderr: bytes) -> 'list[str]':
+    """Return the stderr lines that are not access warnings."""
+    return [line for line in stderr.decode().splitlines()
+            if not line.startswith('xyssh: warning: the service account')]
 
 
 def test_twenty_concurrent_adds_under_umask_002_keep_every_key(server):
@@ -888,10 +962,12 @@ def test_twenty_concurrent_adds_under_umask_002_keep_every_key(server):
         server.argv('keys', 'add', HOSTS[number % len(HOSTS)], str(pub)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=umask_002) for number, pub in enumerate(pubs)]
-    outcomes = [(process.communicate(timeout=60)[1], process.returncode)
-                for process in processes]
+    outcomes = [(_errors(process.communicate(timeout=60)[1]),
+                 process.returncode) for process in processes]
 
-    assert outcomes == [(b'', 0)] * 20
+    # nobody cannot reach pytest's 0700 tmp directory: each add says so,
+    # and says nothing else.
+    assert outcomes == [([], 0)] * 20
     data = server.authorized_keys.read_text()
     assert data.startswith(HEADER.decode())
     for pub in pubs:

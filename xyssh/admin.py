@@ -179,10 +179,17 @@ class KeyAdmin:
             in_block = index in block
 
             if not in_block:
+                names = [option.split('=', 1)[0].lower()
+                         for option in options]
+
                 if record is not None:
                     problems.append('%s: registered key %s of %s stands '
                                     'outside the managed block'
                                     % (where, fingerprint, record.host))
+                elif 'command' not in names:
+                    problems.append(WARNING + '%s: key %s has no command= '
+                                    'option: whoever holds it gets a shell '
+                                    'as this account' % (where, fingerprint))
                 continue
 
             problems.extend(self._check_managed_line(
@@ -246,6 +253,41 @@ class KeyAdmin:
             data = self._prepare(read_all_records(self.registry))
             write_authorized_keys(self.authorized_keys, data)
 
+    def access_warnings(self) -> 'list[str]':
+        """Say what the service account will not be able to use.
+
+        sshd runs the forced command as the owner of authorized_keys'
+        directory; that account must be able to run the program written
+        into command= and read the configuration, registry and hosts.cfg.
+        A mistake here refuses every device, so it is said at once.
+        """
+        directory = os.path.dirname(os.path.abspath(self.authorized_keys))
+
+        try:
+            account = os.stat(directory)
+        except OSError:
+            return []
+
+        if account.st_uid == 0:
+            return []
+
+        wanted = [(self.program, 0o5, 'run'),
+                  (self.config.path, 0o4, 'read'),
+                  (os.path.join(self.registry, 'keys'), 0o5, 'read'),
+                  (self.server.text('hosts_cfg'), 0o4, 'read')]
+        warnings = []
+
+        for path, bits, verb in wanted:
+            blocker = _blocker(path, bits, account.st_uid, account.st_gid)
+
+            if blocker:
+                warnings.append('the service account (uid %d, owner of %s) '
+                                'cannot %s %s: %s'
+                                % (account.st_uid, directory, verb, path,
+                                   blocker))
+
+        return warnings
+
     def _prepare(self, records: 'list[KeyRecord]') -> bytes:
         """Return authorized_keys rebuilt for RECORDS, or raise."""
         return prepare_authorized_keys(self.authorized_keys, records,
@@ -259,6 +301,43 @@ class KeyAdmin:
         remove_stale_temporaries(os.path.dirname(
             os.path.abspath(self.authorized_keys)))
         remove_stale_temporaries(os.path.join(self.registry, 'keys'))
+
+
+# Findings that are worth saying but do not make "keys check" fail.
+WARNING = 'warning: '
+
+
+def _blocker(path: str, bits: int, uid: int, gid: int) -> 'str | None':
+    """Say why UID/GID cannot use PATH with permission BITS, or None.
+
+    Every directory on the way must be searchable and PATH itself must
+    allow BITS (4 read, 1 execute).  Supplementary groups are not known
+    here, so this can warn about a path a group member can use.
+    """
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+
+    for depth in range(1, len(parts) + 1):
+        current = os.sep.join(parts[:depth]) or os.sep
+        need = bits if depth == len(parts) else 0o1
+
+        try:
+            status = os.stat(current)
+        except OSError:
+            return '%s does not exist' % current
+
+        if status.st_uid == uid:
+            allowed = status.st_mode >> 6
+        elif status.st_gid == gid:
+            allowed = status.st_mode >> 3
+        else:
+            allowed = status.st_mode
+
+        if allowed & need != need:
+            return '%s is mode %04o, owner uid %d' % (
+                current, status.st_mode & 0o7777, status.st_uid)
+
+    return None
 
 
 def active_count(records: 'list[KeyRecord]') -> int:

@@ -139,6 +139,14 @@ def keys_add(state: State, allow: 'tuple[str, ...]', host: str,
         click.echo('added %s %s for %s' % (record.key_type,
                                            record.fingerprint, record.host))
 
+    _warn(admin)
+
+
+def _warn(admin) -> None:
+    """Print what would keep the service account from taking reports."""
+    for warning in admin.access_warnings():
+        click.echo('xyssh: warning: %s' % warning, err=True)
+
 
 @keys.command('list')
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
@@ -179,10 +187,19 @@ def keys_revoke(state: State, fingerprint: str) -> None:
 @click.pass_obj
 def keys_check(state: State) -> None:
     """Check that authorized_keys matches the registry; exit 1 if not."""
-    problems = _admin_call(state.admin().check)
+    from .admin import WARNING
 
-    for problem in problems:
-        click.echo(problem)
+    admin = state.admin()
+    findings = _admin_call(admin.check)
+    problems = [text for text in findings if not text.startswith(WARNING)]
+
+    for text in findings:
+        if text.startswith(WARNING):
+            click.echo('xyssh: %s' % text, err=True)
+        else:
+            click.echo(text)
+
+    _warn(admin)
 
     if problems:
         sys.exit(1)
@@ -194,6 +211,8 @@ def keys_check(state: State) -> None:
 @click.pass_obj
 def keys_sync(state: State) -> None:
     """Rewrite the managed block of authorized_keys from the registry."""
-    _admin_call(state.admin().sync)
+    admin = state.admin()
+    _admin_call(admin.sync)
     click.echo('rewrote the xyssh block of %s'
                % state.config.server.text('authorized_keys'))
+    _warn(admin)
