@@ -7,6 +7,8 @@ the reason on stderr.
 
 import hashlib
 import os
+import pwd
+import shlex
 import subprocess
 
 import pytest
@@ -230,6 +232,60 @@ def test_c10_no_reply_means_empty_stdout(deployment):
     assert result.returncode == 0, result.stderr
     assert result.stdout == b''
     assert deployment.tap.wait_for(1) == [message]
+
+
+# C13: the service account's shell prints at start-up.  sshd's SetEnv
+# points HOME at a directory whose .bashrc prints, so the account's bash
+# (Debian's reads ~/.bashrc under sshd) behaves exactly as with a noisy
+# ~/.bashrc, without touching this machine's real root account.
+
+def _noisy_deployment(make_deployment, tmp_path, text: str):
+    """Return a deployment whose forced commands start after TEXT."""
+    shell = pwd.getpwuid(os.getuid()).pw_shell
+    assert os.path.basename(shell) == 'bash', \
+        'the service account (root) must have bash as its shell, not %s' \
+        % shell
+    home = tmp_path / 'noisy-home'
+    home.mkdir()
+    (home / '.bashrc').write_text('printf %s\n' % shlex.quote(text))
+    return make_deployment(sshd_config='SetEnv HOME=%s' % home)
+
+
+def test_c13_shell_noise_never_reaches_stdout(make_deployment, tmp_path):
+    deployment = _noisy_deployment(make_deployment, tmp_path,
+                                   'hello\\nmotd line two\\n')
+    db01 = deployment.add_device('db01.example.com')
+    message = b'client db01,example,com.linux dbservers\n[date]\nnow\n'
+
+    result = db01.send('127.0.0.1', '@', stdin=message)
+
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(result.stdout).digest() == \
+        hashlib.sha256(DB01_SECTION).digest()
+    assert deployment.tap.wait_for(1) == [message]
+    warnings = result.stderr.decode().splitlines()
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        "xymon-ssh: warning: the shell of root@127.0.0.1:%d printed "
+        "'hello' before xyssh started" % deployment.sshd.port)
+
+
+def test_c13_noise_without_newline_fails_with_empty_stdout(
+        make_deployment, tmp_path):
+    deployment = _noisy_deployment(make_deployment, tmp_path, 'hello')
+    db01 = deployment.add_device('db01.example.com')
+    message = b'client db01,example,com.linux dbservers\n[date]\nnow\n'
+
+    result = db01.send('127.0.0.1', '@', stdin=message)
+
+    # The bytes cannot be told from a broken answer: nothing is trusted.
+    assert result.returncode == 25
+    assert result.stdout == b''
+    assert result.stderr.decode().splitlines() == [
+        "xymon-ssh: the shell of root@127.0.0.1:%d printed b'hellook "
+        "%d\\n' with no newline, glued to the answer; the account's "
+        "shell start-up files must print nothing"
+        % (deployment.sshd.port, len(DB01_SECTION))]
 
 
 # C11: the message reaches xymond in one quick burst after EOF.

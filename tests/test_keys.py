@@ -19,7 +19,7 @@ import pytest
 
 from conftest import HOSTS_CFG, XYSSH, Device
 from xyssh import keys as xkeys
-from xyssh.admin import KeyAdmin
+from xyssh.admin import KeyAdmin, probe_shell
 from xyssh.config import load_config
 from xyssh.sandbox import make_keypair
 
@@ -936,6 +936,44 @@ def test_add_is_silent_when_service_account_can_use_everything(
 
     assert result.returncode == 0
     assert result.stderr == b''
+
+
+# C13: the service account's shell, run as sshd runs it.
+
+def test_check_warns_that_a_nologin_account_cannot_run_commands(checked):
+    _own_by_nobody(checked)
+
+    result = checked.run('keys', 'check')
+
+    assert result.returncode == 0, result.stdout
+    shell_lines = [line for line in result.stderr.decode().splitlines()
+                   if 'the shell' in line]
+    assert shell_lines == [
+        "xyssh: warning: the shell %s of account nobody cannot run "
+        "commands (exit status 1: 'This account is currently not "
+        "available.'), so sshd cannot start xyssh receive; give it "
+        "/bin/sh: usermod -s /bin/sh nobody" % NOBODY.pw_shell]
+
+
+def test_probe_finds_a_bashrc_that_prints(tmp_path):
+    root = pwd.getpwuid(0)
+    assert os.path.basename(root.pw_shell) == 'bash', root.pw_shell
+    (tmp_path / '.bashrc').write_text('echo hello\n')
+
+    warnings = probe_shell(root, home=str(tmp_path))
+
+    assert warnings == [
+        "the shell %s of account root prints 'hello\\n' before every "
+        "command sshd runs; it comes ahead of each answer to the devices "
+        "(xymon-ssh skips it, with a warning): make %s/.bashrc, .profile "
+        "and the like print nothing when not interactive"
+        % (root.pw_shell, tmp_path)]
+
+
+def test_probe_passes_a_quiet_shell(tmp_path):
+    (tmp_path / '.bashrc').write_text('quiet=1\n')
+
+    assert probe_shell(pwd.getpwuid(0), home=str(tmp_path)) == []
 
 
 # C17: concurrent adds and SIGKILL during a write.

@@ -7,6 +7,7 @@ managed block of authorized_keys, rewritten atomically.
 """
 
 import os
+import pwd
 
 from .errors import ConfigError, KeyFileError, XysshError
 from .hostscfg import load_hosts
@@ -288,6 +289,23 @@ class KeyAdmin:
 
         return warnings
 
+    def shell_warnings(self) -> 'list[str]':
+        """Say whether the service account's shell would spoil sessions.
+
+        sshd runs every forced command through the account's login
+        shell.  A shell that cannot run commands (Debian gives the xymon
+        account nologin) refuses every device; one whose start-up files
+        print something puts those bytes in front of each answer.
+        """
+        directory = os.path.dirname(os.path.abspath(self.authorized_keys))
+
+        try:
+            account = pwd.getpwuid(os.stat(directory).st_uid)
+        except (OSError, KeyError):
+            return []
+
+        return probe_shell(account)
+
     def _prepare(self, records: 'list[KeyRecord]') -> bytes:
         """Return authorized_keys rebuilt for RECORDS, or raise."""
         return prepare_authorized_keys(self.authorized_keys, records,
@@ -338,6 +356,62 @@ def _blocker(path: str, bits: int, uid: int, gid: int) -> 'str | None':
                 current, status.st_mode & 0o7777, status.st_uid)
 
     return None
+
+
+def probe_shell(account, home: 'str | None' = None) -> 'list[str]':
+    """Run ACCOUNT's shell as sshd runs a forced command; say what is wrong.
+
+    Only root (or the account itself) can do this; for anyone else the
+    check is left out.  HOME overrides the account's home directory.
+    """
+    import subprocess
+
+    euid = os.geteuid()
+
+    if euid not in (0, account.pw_uid):
+        return []
+
+    home = home or account.pw_dir
+    shell = account.pw_shell or '/bin/sh'
+    # SSH_CLIENT is what makes Debian's bash read ~/.bashrc even for a
+    # non-interactive command, as it does under sshd.
+    env = {'HOME': home, 'USER': account.pw_name,
+           'LOGNAME': account.pw_name, 'SHELL': shell,
+           'PATH': '/usr/local/bin:/usr/bin:/bin',
+           'SSH_CLIENT': '127.0.0.1 22 22',
+           'SSH_CONNECTION': '127.0.0.1 22 127.0.0.1 22'}
+    switch = {} if euid == account.pw_uid else {
+        'user': account.pw_uid, 'group': account.pw_gid,
+        'extra_groups': []}
+    fix = 'give it /bin/sh: usermod -s /bin/sh %s' % account.pw_name
+
+    try:
+        result = subprocess.run(
+            [shell, '-c', 'exit 0'], stdin=subprocess.DEVNULL,
+            capture_output=True, env=env, timeout=10,
+            cwd=home if os.path.isdir(home) else '/', **switch)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return ['the shell %s of account %s cannot run commands (%s), so '
+                'sshd cannot start xyssh receive; %s'
+                % (shell, account.pw_name, exc, fix)]
+
+    if result.returncode != 0:
+        said = (result.stdout + result.stderr).decode(
+            'utf-8', 'replace').strip().split('\n')[0][:100]
+        return ['the shell %s of account %s cannot run commands (exit '
+                'status %d: %r), so sshd cannot start xyssh receive; %s'
+                % (shell, account.pw_name, result.returncode, said, fix)]
+
+    if result.stdout:
+        return ['the shell %s of account %s prints %r before every '
+                'command sshd runs; it comes ahead of each answer to the '
+                'devices (xymon-ssh skips it, with a warning): make %s/'
+                '.bashrc, .profile and the like print nothing when not '
+                'interactive'
+                % (shell, account.pw_name, result.stdout[:60].decode(
+                    'utf-8', 'replace'), home)]
+
+    return []
 
 
 def active_count(records: 'list[KeyRecord]') -> int:

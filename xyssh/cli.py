@@ -87,7 +87,10 @@ def send(state: State, timeout: 'int | None', message_file) -> None:
         raise CommandError(err.detail) from None
 
     try:
-        answers = send_messages(destination, [message_file.read()])
+        answers = send_messages(
+            destination, [message_file.read()],
+            warn=lambda text: click.echo('xyssh: warning: %s' % text,
+                                         err=True))
     except SendFailure as failure:
         click.echo('xyssh: %s' % failure.text, err=True)
         sys.exit(failure.exit_status)
@@ -200,6 +203,9 @@ def keys_check(state: State) -> None:
             click.echo(text)
 
     _warn(admin)
+
+    for warning in admin.shell_warnings():
+        click.echo('xyssh: warning: %s' % warning, err=True)
 
     if problems:
         sys.exit(1)

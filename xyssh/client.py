@@ -185,7 +185,7 @@ def _host_key_learner(destination: Destination, debug):
 
 
 async def _exchange(destination: Destination, frames: 'list[bytes]',
-                    debug) -> 'list[Answer]':
+                    debug, warn) -> 'list[Answer]':
     """Connect, send every frame, return the server's answer to each."""
     import asyncssh
 
@@ -230,7 +230,7 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
 
         try:
             answers = await _read_answers(process, len(frames),
-                                          destination)
+                                          destination, warn)
         except SendFailure as failure:
             # What the server printed is often the only clue, say when
             # its forced command could not start at all.
@@ -279,14 +279,44 @@ async def _write_frames(process, frames: 'list[bytes]') -> None:
         pass
 
 
-async def _read_answers(process, count: int,
-                        destination: Destination) -> 'list[Answer]':
-    """Read one answer per frame, fewer if the server ended the session."""
+# How much a service account's shell may print before the forced command
+# starts (a ~/.bashrc that echoes, a motd script) and still be skipped.
+NOISE_LIMIT = 64 * 1024
+
+
+async def _read_answers(process, count: int, destination: Destination,
+                        warn) -> 'list[Answer]':
+    """Read one answer per frame, fewer if the server ended the session.
+
+    Whole lines before the first answer come from the server account's
+    shell start-up, not from xyssh: they are skipped with a warning, so
+    they can never end up in the reply (and the logfetch configuration).
+    """
     answers = []
+    noise = b''
 
     while len(answers) < count:
         line = await process.stdout.readline()
         parsed = wire.parse_answer(line)
+
+        if parsed is None and not answers and line.endswith(b'\n') \
+                and len(noise) + len(line) <= NOISE_LIMIT:
+            if _glued_answer(line):
+                raise SendFailure(EXIT_SERVER_ERROR, 'the shell of %s@%s '
+                                  'printed %r with no newline, glued to '
+                                  'the answer; the account\'s shell '
+                                  'start-up files must print nothing'
+                                  % (destination.user, destination.label,
+                                     line[:60]))
+            if not noise:
+                warn('the shell of %s@%s printed %r before xyssh '
+                     'started; it was skipped, but the account\'s shell '
+                     'start-up files (~/.bashrc, ~/.profile) should print '
+                     'nothing (see "xyssh keys check" on the server)'
+                     % (destination.user, destination.label,
+                        line[:60].decode('utf-8', 'replace').rstrip('\n')))
+            noise += line
+            continue
 
         if parsed is None:
             if not line and answers and answers[-1].exit_status:
@@ -320,6 +350,17 @@ async def _read_answers(process, count: int,
     return answers
 
 
+def _glued_answer(line: bytes) -> bool:
+    """Tell whether LINE ends in an answer with something in front of it."""
+    for word in (b'ok ', b'error '):
+        start = line.rfind(word)
+
+        if start > 0 and wire.parse_answer(line[start:]) is not None:
+            return True
+
+    return False
+
+
 def _host_key_text(destination: Destination, checker) -> str:
     """Explain a refused server host key, with both fingerprints."""
     offered = checker.offered or 'unknown'
@@ -343,7 +384,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def send_messages(destination: Destination, messages: 'list[bytes]',
-                  debug=lambda text: None) -> 'list[Answer]':
+                  debug=lambda text: None,
+                  warn=lambda text: None) -> 'list[Answer]':
     """Deliver MESSAGES in one SSH session; return an Answer for each.
 
     Raises SendFailure when nothing could be delivered (cannot connect,
@@ -353,7 +395,8 @@ def send_messages(destination: Destination, messages: 'list[bytes]',
     frames = [wire.frame(message) for message in messages]
 
     async def run() -> 'list[Answer]':
-        return await asyncio.wait_for(_exchange(destination, frames, debug),
+        return await asyncio.wait_for(_exchange(destination, frames, debug,
+                                                warn),
                                       destination.timeout)
 
     try:

@@ -158,7 +158,9 @@ def main(argv: 'list[str] | None' = None) -> int:
         len(messages), destination.label, destination.user))
 
     try:
-        answers = send_messages(destination, messages, debug)
+        answers = send_messages(
+            destination, messages, debug,
+            lambda text: sys.stderr.write('xymon-ssh: warning: %s\n' % text))
     except SendFailure as failure:
         sys.stderr.write('xymon-ssh: %s\n' % failure.text)
         return failure.exit_status
