@@ -94,3 +94,22 @@ def test_xymond_down_exits_21_and_says_so(make_deployment):
     assert b'xymond unavailable, try again later' in result.stderr
     [line] = deployment.audit_lines()
     assert 'reason=xymond-unavailable' in line
+
+
+def test_xyssh_send_usage_error_exits_1_and_config_error_26(tmp_path):
+    # 2 means "cannot resolve the server's name" to a sender, so click's
+    # own status for usage errors must not leak out.
+    environment = dict(os.environ, XYSSH_CONFIG=str(tmp_path / 'nope.cfg'))
+
+    usage = subprocess.run([XYSSH, 'send', '--no-such-option'],
+                           input=b'', capture_output=True, timeout=60)
+    missing = subprocess.run([XYSSH, 'send'], input=STATUS.encode(),
+                             capture_output=True, env=environment,
+                             timeout=60)
+
+    assert usage.returncode == 1
+    assert b"No such option '--no-such-option'" in usage.stderr
+    assert missing.returncode == 26
+    assert missing.stderr.decode().startswith('xyssh: ')
+    assert 'nope.cfg' in missing.stderr.decode()
+    assert missing.stdout == b''

@@ -79,12 +79,15 @@ def receive(args: 'tuple[str, ...]') -> None:
 @click.pass_obj
 def send(state: State, timeout: 'int | None', message_file) -> None:
     """Send one Xymon message (a file, or stdin) and print the reply."""
-    from .client import Destination, SendFailure, send_messages
+    from .client import (EXIT_CONFIG, Destination, SendFailure,
+                         send_messages)
 
     try:
-        destination = Destination(state.config.client, timeout)
+        destination = Destination(load_config(state.path).client, timeout)
     except XysshError as err:
-        raise CommandError(err.detail) from None
+        # The same status xymon-ssh gives for a bad client configuration.
+        click.echo('xyssh: %s' % err.detail, err=True)
+        sys.exit(EXIT_CONFIG)
 
     try:
         answers = send_messages(

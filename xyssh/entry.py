@@ -17,8 +17,21 @@ def main() -> int:
         # up, so skip the interpreter's shutdown (a few ms per login).
         os._exit(receive(sys.argv[2:]))
 
+    import click
+
     from .cli import cli
-    return cli(prog_name='xyssh')
+
+    try:
+        return cli.main(prog_name='xyssh', standalone_mode=False) or 0
+    except click.ClickException as err:
+        # Usage errors exit 1, as in Xymon's tools and the xymon-ssh
+        # table, not click's 2, which xyssh send uses for "cannot
+        # resolve the server's name".
+        err.show()
+        return 1
+    except click.Abort:
+        sys.stderr.write('xyssh: interrupted\n')
+        return 1
 
 
 def xymon_ssh() -> int:
