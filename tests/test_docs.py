@@ -19,7 +19,7 @@ def _try_it_commands() -> 'list[str]':
 def test_readme_opens_with_install_and_test_commands():
     install, tests = _try_it_commands()
 
-    assert install == 'sudo scripts/try-xyssh'
+    assert install == 'scripts/try-xyssh'
     assert tests == '.venv/bin/python -m pytest'
 
 
