@@ -73,6 +73,7 @@ class Device:
         self.private, self.public = make_keypair(
             deployment.root / 'devices', name, '%s agent' % name)
         self.config = deployment.root / 'devices' / ('%s.cfg' % name)
+        self.spool_base = deployment.root / 'devices' / ('%s-spool' % name)
         self.write_config()
         self.fingerprint = None
 
@@ -83,6 +84,8 @@ class Device:
             'user': 'root', 'identity': str(self.private),
             'known_hosts': str(self.deployment.known_hosts),
             'timeout': '30',
+            'spool': str(self.spool_base),
+            'start_window': '0',
         }
         values.update(overrides)
         self.config.write_text('[client]\n' + ''.join(

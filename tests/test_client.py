@@ -12,14 +12,18 @@ from xyssh.sandbox import free_port
 STATUS = 'status web01.example.com.cpu green ok'
 
 
-def test_connection_refused_exits_5(deployment, web01):
-    web01.write_config(port=str(free_port()))
+def test_connection_refused_exits_5_after_retries(deployment, web01):
+    web01.write_config(port=str(free_port()), timeout='4')
+    started = time.monotonic()
 
-    result = web01.send('127.0.0.1', STATUS)
+    result = web01.send('--debug', '127.0.0.1', STATUS)
 
     assert result.returncode == 5
     assert result.stdout == b''
     assert b'cannot connect' in result.stderr
+    # Connection refused is worth another try within the timeout.
+    assert b'try 1 failed' in result.stderr
+    assert time.monotonic() - started < 15
 
 
 def test_silent_server_times_out_with_7(deployment, web01):
@@ -57,6 +61,7 @@ def test_session_without_exit_status_counts_as_failure(deployment,
     forged = line.replace(line[line.index('command="') + 9:
                                line.index('" ssh-')], fake)
     deployment.authorized_keys.write_text(text.replace(line, forged))
+    web01.write_config(timeout='3')
 
     result = web01.send('127.0.0.1', STATUS)
 

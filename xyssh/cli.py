@@ -78,34 +78,95 @@ def receive(args: 'tuple[str, ...]') -> None:
 @click.argument('message_file', type=click.File('rb'), default='-')
 @click.pass_obj
 def send(state: State, timeout: 'int | None', message_file) -> None:
-    """Send one Xymon message (a file, or stdin) and print the reply."""
-    from .client import (EXIT_CONFIG, Destination, SendFailure,
-                         send_messages)
+    """Send one Xymon message (a file, or stdin) and print the reply.
+
+    A message the server cannot take now is kept in the spool, with
+    whatever earlier runs kept, for the next run or "xyssh flush".
+    """
+    from .delivery import deliver, start_delay
+
+    client, destination, spool = _sender(state, timeout)
+    start_delay(client, _quiet)
+    outcome = deliver(destination, [message_file.read()], spool, _quiet,
+                      _warning)
+    answer = outcome.answers[0]
+
+    if outcome.failure is not None:
+        click.echo('xyssh: %s' % outcome.failure.text, err=True)
+    elif answer is None or answer.exit_status:
+        click.echo('xyssh: server %s: %s' % (
+            destination.label, answer.text if answer else 'no answer'),
+            err=True)
+    else:
+        sys.stdout.buffer.write(answer.reply)
+
+    sys.exit(outcome.exit_status)
+
+
+@cli.command()
+@click.option('--timeout', type=click.IntRange(1, 3600), default=None,
+              help='Seconds to wait for the server.')
+@click.pass_obj
+def flush(state: State, timeout: 'int | None') -> None:
+    """Send the reports kept in the spool now."""
+    from .delivery import flush as flush_spool
+
+    _client, destination, spool = _sender(state, timeout)
+
+    if spool is None:
+        raise CommandError('no spool is configured ([client] spool)')
+
+    before, after, outcome = flush_spool(destination, spool, _quiet,
+                                         _warning)
+
+    if outcome.failure is not None:
+        click.echo('xyssh: %s' % outcome.failure.text, err=True)
+        sys.exit(outcome.failure.exit_status)
+
+    click.echo('sent %d kept report(s) to %s; %d still kept'
+               % (before - after, destination.label, after))
+    sys.exit(1 if after else 0)
+
+
+@cli.command()
+@click.pass_obj
+def status(state: State) -> None:
+    """Show the spool: kept reports, oldest, last success, last error."""
+    from .delivery import describe
+
+    _client, destination, spool = _sender(state, None)
+
+    if spool is None:
+        raise CommandError('no spool is configured ([client] spool)')
+
+    click.echo('server %s' % destination.label)
+
+    for line in describe(spool):
+        click.echo(line)
+
+
+def _sender(state: State, timeout: 'int | None'):
+    """Return the [client] section, its Destination and spool, or exit."""
+    from .client import EXIT_CONFIG, Destination
+    from .delivery import open_spool
 
     try:
-        destination = Destination(load_config(state.path).client, timeout)
+        client = load_config(state.path).client
+        destination = Destination(client, timeout)
+        return client, destination, open_spool(client, destination)
     except XysshError as err:
         # The same status xymon-ssh gives for a bad client configuration.
         click.echo('xyssh: %s' % err.detail, err=True)
         sys.exit(EXIT_CONFIG)
 
-    try:
-        answers = send_messages(
-            destination, [message_file.read()],
-            warn=lambda text: click.echo('xyssh: warning: %s' % text,
-                                         err=True))
-    except SendFailure as failure:
-        click.echo('xyssh: %s' % failure.text, err=True)
-        sys.exit(failure.exit_status)
 
-    answer = answers[0]
+def _quiet(text: str) -> None:
+    """Drop a debugging line (xyssh send has no --debug)."""
 
-    if answer.exit_status:
-        click.echo('xyssh: server %s: %s' % (destination.label,
-                                             answer.text), err=True)
-        sys.exit(answer.exit_status)
 
-    sys.stdout.buffer.write(answer.reply)
+def _warning(text: str) -> None:
+    """Print a warning on stderr."""
+    click.echo('xyssh: warning: %s' % text, err=True)
 
 
 @cli.group()

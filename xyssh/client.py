@@ -384,8 +384,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def send_messages(destination: Destination, messages: 'list[bytes]',
-                  debug=lambda text: None,
-                  warn=lambda text: None) -> 'list[Answer]':
+                  debug=lambda text: None, warn=lambda text: None,
+                  timeout: 'float | None' = None) -> 'list[Answer]':
     """Deliver MESSAGES in one SSH session; return an Answer for each.
 
     Raises SendFailure when nothing could be delivered (cannot connect,
@@ -397,7 +397,7 @@ def send_messages(destination: Destination, messages: 'list[bytes]',
     async def run() -> 'list[Answer]':
         return await asyncio.wait_for(_exchange(destination, frames, debug,
                                                 warn),
-                                      destination.timeout)
+                                      timeout or destination.timeout)
 
     try:
         return asyncio.run(run())

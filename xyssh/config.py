@@ -50,6 +50,13 @@ CLIENT_DEFAULTS = {
     'identity': '/etc/xymon/xyssh/id_ed25519',
     'known_hosts': '/etc/xymon/xyssh/known_hosts',
     'timeout': '15',
+    # Where reports wait while the server cannot take them (one directory
+    # per server below it; empty: nothing is kept), and its size in KiB.
+    'spool': '/var/lib/xymon/xyssh-spool',
+    'spool_size': '10240',
+    # Seconds: a run started without a terminal first waits a random
+    # part of this, so a fleet on one schedule does not connect at once.
+    'start_window': '30',
 }
 
 SECTIONS = {'server': SERVER_DEFAULTS, 'client': CLIENT_DEFAULTS}

@@ -146,13 +146,14 @@ def _run(workdir: str, host: str) -> int:
                 'authorized_keys = %s\nregistry = %s\nlog = %s\n'
                 'command = %s\n\n'
                 '[client]\nserver = 127.0.0.1\nport = %d\nuser = root\n'
-                'identity = %s\nknown_hosts = %s\n'
+                'identity = %s\nknown_hosts = %s\nspool = %s\n'
+                'start_window = 0\n'
                 % (os.path.join(xymond.home, 'etc', 'hosts.cfg'),
                    xymond.port, authorized_keys,
                    os.path.join(workdir, 'registry'),
                    os.path.join(workdir, 'xyssh.log'),
                    os.path.join(BIN, 'xyssh'), sshd.port, private,
-                   known_hosts))
+                   known_hosts, os.path.join(workdir, 'spool')))
 
         say('3. device key %s, server host key pinned in %s'
             % (private, known_hosts))

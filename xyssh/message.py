@@ -92,10 +92,10 @@ def parse_message(data: bytes) -> Message:
                                % marker.strip().decode())
 
     text = data.decode('latin-1')
-    words = _words(text.split('\n', 1)[0])
+    words = split_words(text.split('\n', 1)[0])
     command = words[0] if words and text[:1] not in ' \t' else ''
 
-    if _split_status_word(command) is not None:
+    if split_status_word(command) is not None:
         return Message(command, 'status', [_parse_status(text)], len(data))
 
     if command == 'combo' and text.startswith('combo\n'):
@@ -120,7 +120,7 @@ def parse_message(data: bytes) -> Message:
     raise MalformedMessage('unknown message type %r' % command[:40])
 
 
-def _words(line: str) -> 'list[str]':
+def split_words(line: str) -> 'list[str]':
     """Split a line into words at blanks and tabs only, as strtok(" \\t").
 
     str.split() would also split at CR, form feed and other characters
@@ -129,7 +129,7 @@ def _words(line: str) -> 'list[str]':
     return [word for word in line.replace('\t', ' ').split(' ') if word]
 
 
-def _split_status_word(word: str) -> 'tuple[str | None, str | None] | None':
+def split_status_word(word: str) -> 'tuple[str | None, str | None] | None':
     """Split "status[+LIFETIME][/group:GROUPS]" into (lifetime, groups).
 
     Returns None when WORD is not a status command word at all.
@@ -240,8 +240,8 @@ def parse_color(word: str) -> 'str | None':
 
 def _parse_status(text: str) -> Report:
     """Parse one "status[+LIFETIME][/group:G] HOST.TEST COLOR ..." message."""
-    words = _words(text.split('\n', 1)[0])
-    lifetime, groups = _split_status_word(words[0])
+    words = split_words(text.split('\n', 1)[0])
+    lifetime, groups = split_status_word(words[0])
 
     if lifetime is not None and not _is_duration(lifetime):
         raise MalformedMessage('status lifetime +%s: unit must be m/h/d/w, '
@@ -283,9 +283,9 @@ def _parse_combo(text: str) -> 'list[Report]':
         if number > 0:
             part = 'status' + part
 
-        word = (_words(part.split('\n', 1)[0]) or [''])[0]
+        word = (split_words(part.split('\n', 1)[0]) or [''])[0]
 
-        if _split_status_word(word) is None:
+        if split_status_word(word) is None:
             raise MalformedMessage('combo part %d is not a status'
                                    % (number + 1))
 
@@ -299,7 +299,7 @@ def _parse_client(text: str) -> Report:
 
     For client messages xymond ends the first line at a CR as well.
     """
-    words = _words(text.split('\n', 1)[0].split('\r', 1)[0])
+    words = split_words(text.split('\n', 1)[0].split('\r', 1)[0])
 
     if len(words) < 2:
         raise MalformedMessage('client needs HOST.OSTYPE')
@@ -313,7 +313,7 @@ def _parse_data(text: str) -> Report:
 
     xymond takes the name up to a blank, tab, CR or newline.
     """
-    words = _words(text[len('data'):].split('\n', 1)[0].split('\r', 1)[0])
+    words = split_words(text[len('data'):].split('\n', 1)[0].split('\r', 1)[0])
 
     if text[len('data'):][:1] not in (' ', '\t') or not words:
         raise MalformedMessage('data needs HOST.NAME')
@@ -329,7 +329,7 @@ def _parse_data(text: str) -> Report:
 
 def other_command_host(data: bytes, command: str) -> 'str | None':
     """Return the host a granted non-report command names, or None."""
-    words = _words(data.decode('latin-1').split('\n', 1)[0])
+    words = split_words(data.decode('latin-1').split('\n', 1)[0])
 
     if len(words) < 2:
         return None

@@ -17,8 +17,8 @@ import os
 import subprocess
 import sys
 
-from .client import (EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Destination,
-                     SendFailure, send_messages)
+from .client import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Destination
+from .delivery import deliver, open_spool, start_delay
 from .config import config_path, load_config
 from .errors import ConfigError
 
@@ -140,9 +140,14 @@ def main(argv: 'list[str] | None' = None) -> int:
         if options.debug:
             sys.stderr.write('xymon-ssh: %s\n' % text)
 
+    def warn(text: str) -> None:
+        """Print a warning: something the admin should know."""
+        sys.stderr.write('xymon-ssh: warning: %s\n' % text)
+
     try:
         config = load_config(config_path(options.config))
         destination = Destination(config.client, options.timeout)
+        spool = open_spool(config.client, destination)
     except ConfigError as err:
         sys.stderr.write('xymon-ssh: %s\n' % err.detail)
         return EXIT_CONFIG
@@ -154,27 +159,24 @@ def main(argv: 'list[str] | None' = None) -> int:
         debug('nothing to send')
         return EXIT_OK
 
+    start_delay(config.client, debug)
     debug('sending %d message(s) to %s as %s' % (
         len(messages), destination.label, destination.user))
+    outcome = deliver(destination, messages, spool, debug, warn)
 
-    try:
-        answers = send_messages(
-            destination, messages, debug,
-            lambda text: sys.stderr.write('xymon-ssh: warning: %s\n' % text))
-    except SendFailure as failure:
-        sys.stderr.write('xymon-ssh: %s\n' % failure.text)
-        return failure.exit_status
+    if outcome.failure is not None:
+        sys.stderr.write('xymon-ssh: %s\n' % outcome.failure.text)
+        return outcome.exit_status
 
-    for answer in answers:
-        if answer.exit_status:
+    for answer in outcome.answers:
+        if answer is not None and answer.exit_status:
             sys.stderr.write('xymon-ssh: server %s: %s\n'
                              % (destination.label, answer.text))
 
-    if want_reply and answers and not answers[0].exit_status:
-        sys.stdout.buffer.write(answers[0].reply)
+    first = outcome.answers[0]
+
+    if want_reply and first is not None and not first.exit_status:
+        sys.stdout.buffer.write(first.reply)
         sys.stdout.buffer.flush()
 
-    if len(answers) < len(messages):
-        return answers[-1].exit_status if answers else EXIT_USAGE
-
-    return answers[-1].exit_status
+    return outcome.exit_status
