@@ -12,6 +12,7 @@ Files are written to a temporary name, fsynced and renamed, so a crash or
 a full disk leaves either the old file or the new one, never half of one.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -32,6 +33,10 @@ STATE = 'state.json'
 
 class SpoolError(XysshError):
     """The spool could not keep a report."""
+
+    def __init__(self, detail: str, error_number: int = 0) -> None:
+        super().__init__(detail)
+        self.error_number = error_number
 
 
 class Entry:
@@ -180,8 +185,10 @@ class Spool:
         self._ensure()
         dropped = []
 
-        for report in split_reports(message):
-            dropped += self._add_one(report, now)
+        for number, report in enumerate(split_reports(message)):
+            # A millisecond apart, so the parts of a combo keep their
+            # order when sent later.
+            dropped += self._add_one(report, now + number / 1000)
 
         return dropped
 
@@ -203,6 +210,26 @@ class Spool:
         while entries and used + len(data) > self.max_bytes:
             oldest = entries.pop(0)
             used -= oldest.size
+            _remove(oldest.path)
+            dropped.append(oldest.data.split(b'\n', 1)[0].decode(
+                'utf-8', 'replace')[:80])
+
+        try:
+            write_atomically(path, data)
+            return dropped
+        except SpoolError as err:
+            if err.error_number != errno.ENOSPC:
+                raise
+            full = err
+
+        # A full disk is like a full spool: the newest report matters
+        # more than the oldest, but the oldest go only if that makes room.
+        victims = _make_room(self.directory, entries, len(data))
+
+        if victims is None:
+            raise full
+
+        for oldest in victims:
             _remove(oldest.path)
             dropped.append(oldest.data.split(b'\n', 1)[0].decode(
                 'utf-8', 'replace')[:80])
@@ -244,6 +271,34 @@ class Spool:
         return state if isinstance(state, dict) else {}
 
 
+def _make_room(directory: str, entries: 'list[Entry]',
+               size: int) -> 'list[Entry] | None':
+    """Return the oldest ENTRIES whose removal frees room for SIZE bytes.
+
+    None when removing all of them would not be enough.
+    """
+    try:
+        status = os.statvfs(directory)
+    except OSError:
+        return None
+
+    block = status.f_frsize or 4096
+
+    def on_disk(length: int) -> int:
+        return -(-length // block) * block
+
+    free = status.f_bavail * status.f_frsize
+    chosen = []
+
+    for entry in entries:
+        if free >= on_disk(size):
+            break
+        chosen.append(entry)
+        free += on_disk(entry.size)
+
+    return chosen if free >= on_disk(size) else None
+
+
 def _read_entry(path: str) -> 'Entry | None':
     """Read one spool file, or None when it is not a complete entry."""
     try:
@@ -270,7 +325,13 @@ def _read_entry(path: str) -> 'Entry | None':
 def write_atomically(path: str, data: bytes) -> None:
     """Write DATA to PATH through a temporary file, fsync and rename."""
     directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix='.tmp-', dir=directory)
+
+    try:
+        handle, temporary = tempfile.mkstemp(prefix='.tmp-', dir=directory)
+    except OSError as exc:
+        raise SpoolError('cannot write in %s: %s' % (directory,
+                                                     exc.strerror),
+                         exc.errno) from None
 
     try:
         with os.fdopen(handle, 'wb') as file:
@@ -281,8 +342,8 @@ def write_atomically(path: str, data: bytes) -> None:
         os.rename(temporary, path)
     except OSError as exc:
         _remove(temporary)
-        raise SpoolError('cannot write %s: %s' % (path, exc.strerror)) \
-            from None
+        raise SpoolError('cannot write %s: %s' % (path, exc.strerror),
+                         exc.errno) from None
 
     try:
         descriptor = os.open(directory, os.O_RDONLY)

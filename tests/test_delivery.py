@@ -1,0 +1,226 @@
+"""Delivery on bad days, through the real sshd and xymond: the spool.
+
+The relay in front of xymond (the tap) records what xymond was given; a
+report counts as delivered only when it is there.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import XYSSH
+from xyssh.keys import BEGIN_MARK
+from xyssh.sandbox import Sshd, free_port
+from xyssh.spool import Spool, server_directory
+
+EXIT_XYMOND_DOWN = 21
+EXIT_CONNECT = 5
+EXIT_SERVER_ERROR = 25
+
+
+def _spool(device) -> Spool:
+    """Return DEVICE's spool for its server, as xymon-ssh opens it."""
+    return Spool(server_directory(str(device.spool_base),
+                                  '127.0.0.1:%d' % device.deployment
+                                  .sshd.port), 10240 * 1024)
+
+
+def _kept(device) -> 'list[bytes]':
+    """Return the reports in DEVICE's spool, oldest first."""
+    return [entry.data for entry in _spool(device).entries()]
+
+
+def _xyssh(device, *args: str) -> subprocess.CompletedProcess:
+    """Run the xyssh command with DEVICE's configuration."""
+    environment = dict(os.environ, XYSSH_CONFIG=str(device.config))
+    environment.pop('SSH_AUTH_SOCK', None)
+    return subprocess.run([XYSSH, *args], capture_output=True,
+                          env=environment, timeout=120, check=False)
+
+
+def _set_xymond(deployment, address: str) -> None:
+    """Point the server's xyssh.cfg at another xymond address."""
+    lines = [('xymond = %s' % address) if line.startswith('xymond =')
+             else line for line in deployment.config.read_text()
+             .splitlines()]
+    deployment.config.write_text('\n'.join(lines) + '\n')
+
+
+def test_xymond_down_keeps_report_and_next_run_delivers_it(
+        make_deployment):
+    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+    web01 = deployment.add_device('web01.example.com')
+    first = b'status web01.example.com.spoolx red xymond was down\n'
+    second = b'status web01.example.com.spooly green xymond is back\n'
+
+    down = web01.send('127.0.0.1', '@', stdin=first)
+    kept = _kept(web01)
+    _set_xymond(deployment, deployment.tap.address)
+    back = web01.send('127.0.0.1', '@', stdin=second)
+
+    assert down.returncode == EXIT_XYMOND_DOWN
+    assert down.stdout == b''
+    assert b'xymond unavailable' in down.stderr
+    assert b'kept 1 message(s) in ' in down.stderr
+    assert kept == [first]
+    assert back.returncode == 0, back.stderr
+    assert deployment.tap.wait_for(2) == [second, first]
+    assert _kept(web01) == []
+    deployment.xymond.wait_for_columns('web01.example.com',
+                                       {'spoolx', 'spooly'})
+
+
+def _restart_sshd(deployment) -> None:
+    """Start the deployment's sshd again: same port, same host key."""
+    stopped = deployment.sshd
+    deployment.sshd = Sshd.start(
+        stopped.workdir.parent / 'sshd-again', deployment.authorized_keys,
+        port=stopped.port, host_key=stopped.host_key_path)
+
+
+def test_sshd_down_for_several_runs_then_only_newest_fresh_reports_go(
+        deployment, web01):
+    web01.write_config(timeout='2')
+    deployment.sshd.stop()
+    runs = [b'status web01.example.com.outage green run 1\n',
+            b'status+10 web01.example.com.short yellow run 2\n',
+            b'status web01.example.com.outage yellow run 3\n',
+            b'combo\nstatus web01.example.com.outage red run 4\n\n'
+            b'status web01.example.com.other green run 4\n']
+    results = [web01.send('127.0.0.1', '@', stdin=run) for run in runs]
+    # A report kept by a run 40 minutes ago has outlived its lifetime.
+    _spool(web01).add(b'status web01.example.com.stale red old\n',
+                      time.time() - 40 * 60)
+    kept = _kept(web01)
+    _restart_sshd(deployment)
+
+    flushed = _xyssh(web01, 'flush')
+
+    assert [result.returncode for result in results] == [EXIT_CONNECT] * 4
+    assert all(result.stdout == b'' for result in results)
+    assert kept == [b'status+10 web01.example.com.short yellow run 2\n',
+                    b'status web01.example.com.outage red run 4',
+                    b'status web01.example.com.other green run 4\n']
+    assert flushed.returncode == 0, flushed.stderr
+    assert flushed.stdout == b'sent 3 kept report(s) to 127.0.0.1:%d; ' \
+        b'0 still kept\n' % deployment.sshd.port
+    assert sorted(deployment.tap.wait_for(3)) == sorted(kept)
+    time.sleep(0.5)
+    assert deployment.tap.connections == 3
+
+
+def test_server_killed_mid_transfer_forwards_nothing_then_delivers(
+        deployment, web01):
+    text = deployment.authorized_keys.read_text()
+    line = text[text.index(BEGIN_MARK):].splitlines()[1]
+    killer = 'head -c 100 >/dev/null; kill -9 $$'
+    deployment.authorized_keys.write_text(text.replace(
+        line, line.replace(line[line.index('command="') + 9:
+                                line.index('" ssh-')], killer)))
+    web01.write_config(timeout='3')
+    message = b'status web01.example.com.midway green ' + b'm' * 5000 + b'\n'
+
+    cut = web01.send('127.0.0.1', '@', stdin=message)
+    connections_while_cut = deployment.tap.connections
+    deployment.xyssh('keys', 'sync')
+    flushed = _xyssh(web01, 'flush')
+
+    assert cut.returncode == EXIT_SERVER_ERROR
+    assert cut.stdout == b''
+    assert connections_while_cut == 0
+    assert flushed.returncode == 0, flushed.stderr
+    assert deployment.tap.wait_for(1) == [message]
+    assert _kept(web01) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs, unmounted afterwards."""
+    mount_point = tmp_path / 'small-disk'
+    mount_point.mkdir()
+    result = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k',
+                             'tmpfs', str(mount_point)],
+                            capture_output=True, check=False)
+    assert result.returncode == 0, \
+        'cannot mount a tmpfs (the test needs root): %s' % result.stderr
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(['umount', str(mount_point)], check=False)
+
+
+def _fill(directory, leave: int) -> None:
+    """Fill the file system of DIRECTORY until about LEAVE bytes are free."""
+    status = os.statvfs(directory)
+    free = status.f_bavail * status.f_frsize
+    with open(os.path.join(directory, 'filler'), 'wb') as file:
+        file.write(b'f' * max(0, free - leave))
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_the_spool_whole(
+        make_deployment, small_disk):
+    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+    web01 = deployment.add_device('web01.example.com')
+    web01.spool_base = small_disk
+    web01.write_config()
+    old = b'status web01.example.com.diskfull green old\n'
+    web01.send('127.0.0.1', '@', stdin=old)
+    _fill(small_disk, 0)
+    big = b'status web01.example.com.diskfull2 green ' + b'b' * 8000 + b'\n'
+
+    result = web01.send('127.0.0.1', '@', stdin=big)
+    status = _xyssh(web01, 'status')
+
+    assert result.returncode == EXIT_XYMOND_DOWN
+    assert b'message not kept: cannot write ' in result.stderr
+    assert b'No space left on device' in result.stderr
+    # Dropping the old report would not have made room for the big one,
+    # so it stays as it was.
+    assert _kept(web01) == [old]
+    assert b'dropped' not in result.stderr
+    spool_dir = _spool(web01).directory
+    assert [name for name in os.listdir(spool_dir)
+            if name.startswith('.tmp-')] == []
+    assert status.returncode == 0
+    assert b'kept reports 1 ' in status.stdout
+
+
+def test_full_disk_makes_room_by_dropping_the_oldest(make_deployment,
+                                                     small_disk):
+    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+    web01 = deployment.add_device('web01.example.com')
+    web01.spool_base = small_disk
+    web01.write_config()
+    old = b'status web01.example.com.roomold green old\n'
+    web01.send('127.0.0.1', '@', stdin=old)
+    _fill(small_disk, 0)
+    new = b'status web01.example.com.roomnew green new\n'
+
+    result = web01.send('127.0.0.1', '@', stdin=new)
+
+    assert result.returncode == EXIT_XYMOND_DOWN
+    assert b'dropped the oldest kept report: status ' \
+        b'web01.example.com.roomold' in result.stderr
+    assert _kept(web01) == [new]
+
+
+def test_status_shows_depth_oldest_last_success_and_error(
+        deployment, web01):
+    web01.send('127.0.0.1', 'status web01.example.com.stat green ok')
+    _set_xymond(deployment, '127.0.0.1:%d' % free_port())
+    web01.send('127.0.0.1', 'status web01.example.com.stat red down')
+
+    result = _xyssh(web01, 'status')
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == 'server 127.0.0.1:%d' % deployment.sshd.port
+    assert lines[1] == 'spool %s' % _spool(web01).directory
+    assert lines[2].startswith('kept reports 1 (')
+    assert lines[3].startswith('oldest 20')
+    assert lines[4].startswith('last success 20')
+    assert lines[5].startswith('last error 20')
+    assert lines[6] == \
+        'last error text xyssh: xymond unavailable, try again later'
