@@ -224,3 +224,73 @@ def test_status_shows_depth_oldest_last_success_and_error(
     assert lines[5].startswith('last error 20')
     assert lines[6] == \
         'last error text xyssh: xymond unavailable, try again later'
+
+
+# Several servers, as xymon does it: 0.0.0.0 sends to each, a list of
+# names is a failover list.
+
+def _two_servers(make_deployment):
+    """Return two deployments and a web01 device registered on both."""
+    first = make_deployment()
+    second = make_deployment()
+    device = first.add_device('web01.example.com')
+    added = second.xyssh('keys', 'add', 'web01.example.com',
+                         str(device.public))
+    assert added.returncode == 0, added.stderr
+    with open(first.known_hosts, 'a') as known_hosts:
+        known_hosts.write(second.sshd.known_hosts_line() + '\n')
+    device.write_config(server='127.0.0.1:%d, 127.0.0.1:%d' % (
+        first.sshd.port, second.sshd.port), timeout='3')
+    return first, second, device
+
+
+def _group_spool(device, *deployments) -> Spool:
+    """Return DEVICE's spool for the servers of DEPLOYMENTS together."""
+    label = ' '.join('127.0.0.1:%d' % deployment.sshd.port
+                     for deployment in deployments)
+    return Spool(server_directory(str(device.spool_base), label), 1 << 30)
+
+
+def test_every_server_gets_the_message_and_keeps_its_own_spool(
+        make_deployment):
+    first, second, web01 = _two_servers(make_deployment)
+    one = b'status web01.example.com.both green one\n'
+    two = b'status web01.example.com.both2 green two\n'
+    three = b'status web01.example.com.both3 green three\n'
+
+    both = web01.send('0.0.0.0', '@', stdin=one)
+    first_got_one = first.tap.wait_for(1)
+    second.sshd.stop()
+    half = web01.send('0.0.0.0', '@', stdin=two)
+    kept_for_second = [entry.data for entry in
+                       _group_spool(web01, second).entries()]
+    _restart_sshd(second)
+    again = web01.send('0.0.0.0', '@', stdin=three)
+
+    assert both.returncode == 0, both.stderr
+    assert first_got_one == [one]
+    assert half.returncode == EXIT_CONNECT
+    assert kept_for_second == [two]
+    assert again.returncode == 0, again.stderr
+    assert first.tap.wait_for(3) == [one, two, three]
+    assert second.tap.wait_for(3) == [one, three, two]
+    assert _group_spool(web01, first).entries() == []
+    assert _group_spool(web01, second).entries() == []
+
+
+def test_a_list_of_servers_fails_over_in_order(make_deployment):
+    first, second, web01 = _two_servers(make_deployment)
+    message = b'status web01.example.com.failover green ok\n'
+
+    normal = web01.send('xymon1 xymon2', '@', stdin=message)
+    normal_first = first.tap.wait_for(1)
+    first.sshd.stop()
+    over = web01.send('--debug', 'xymon1 xymon2', '@', stdin=message)
+
+    assert normal.returncode == 0, normal.stderr
+    assert normal_first == [message]
+    assert over.returncode == 0, over.stderr
+    assert second.tap.wait_for(1) == [message]
+    assert first.tap.connections == 1
+    assert b'127.0.0.1:%d failed' % first.sshd.port in over.stderr
+    assert _group_spool(web01, first, second).entries() == []

@@ -80,23 +80,24 @@ def receive(args: 'tuple[str, ...]') -> None:
 def send(state: State, timeout: 'int | None', message_file) -> None:
     """Send one Xymon message (a file, or stdin) and print the reply.
 
-    A message the server cannot take now is kept in the spool, with
-    whatever earlier runs kept, for the next run or "xyssh flush".
+    With several servers configured they are tried in order.  A message
+    no server can take now is kept in the spool, with whatever earlier
+    runs kept, for the next run or "xyssh flush".
     """
-    from .delivery import deliver, start_delay
+    from .delivery import deliver, open_spool, start_delay
 
-    client, destination, spool = _sender(state, timeout)
+    client, servers = _sender(state, timeout)
     start_delay(client, _quiet)
-    outcome = deliver(destination, [message_file.read()], spool, _quiet,
-                      _warning)
+    outcome = deliver(servers, [message_file.read()],
+                      open_spool(client, servers), _quiet, _warning)
     answer = outcome.answers[0]
 
     if outcome.failure is not None:
         click.echo('xyssh: %s' % outcome.failure.text, err=True)
     elif answer is None or answer.exit_status:
         click.echo('xyssh: server %s: %s' % (
-            destination.label, answer.text if answer else 'no answer'),
-            err=True)
+            outcome.destination.label,
+            answer.text if answer else 'no answer'), err=True)
     else:
         sys.stdout.buffer.write(answer.reply)
 
@@ -105,55 +106,71 @@ def send(state: State, timeout: 'int | None', message_file) -> None:
 
 @cli.command()
 @click.option('--timeout', type=click.IntRange(1, 3600), default=None,
-              help='Seconds to wait for the server.')
+              help='Seconds to wait for each server.')
 @click.pass_obj
 def flush(state: State, timeout: 'int | None') -> None:
-    """Send the reports kept in the spool now."""
-    from .delivery import flush as flush_spool
+    """Send the reports kept in the spool now; exit 1 if some remain."""
+    from .delivery import every_group, flush as flush_spool, group_label
+    from .delivery import open_spool
 
-    _client, destination, spool = _sender(state, timeout)
+    client, servers = _sender(state, timeout)
+    remaining = 0
 
-    if spool is None:
+    if not client.text('spool'):
         raise CommandError('no spool is configured ([client] spool)')
 
-    before, after, outcome = flush_spool(destination, spool, _quiet,
-                                         _warning)
+    for group in every_group(servers):
+        spool = open_spool(client, group)
 
-    if outcome.failure is not None:
-        click.echo('xyssh: %s' % outcome.failure.text, err=True)
-        sys.exit(outcome.failure.exit_status)
+        if not spool.entries():
+            continue
 
-    click.echo('sent %d kept report(s) to %s; %d still kept'
-               % (before - after, destination.label, after))
-    sys.exit(1 if after else 0)
+        before, after, outcome = flush_spool(group, spool, _quiet,
+                                             _warning)
+        remaining += after
+
+        if outcome.failure is not None:
+            click.echo('xyssh: %s' % outcome.failure.text, err=True)
+
+        click.echo('sent %d kept report(s) to %s; %d still kept'
+                   % (before - after, group_label(group), after))
+
+    sys.exit(1 if remaining else 0)
 
 
 @cli.command()
 @click.pass_obj
 def status(state: State) -> None:
     """Show the spool: kept reports, oldest, last success, last error."""
-    from .delivery import describe
+    from .delivery import describe, every_group, group_label, open_spool
 
-    _client, destination, spool = _sender(state, None)
+    client, servers = _sender(state, None)
 
-    if spool is None:
+    if not client.text('spool'):
         raise CommandError('no spool is configured ([client] spool)')
 
-    click.echo('server %s' % destination.label)
+    for number, group in enumerate(every_group(servers)):
+        spool = open_spool(client, group)
 
-    for line in describe(spool):
-        click.echo(line)
+        if len(group) > 1 and not spool.entries() and not spool.state():
+            continue
+
+        if number:
+            click.echo('')
+
+        click.echo('server %s' % group_label(group))
+
+        for line in describe(spool):
+            click.echo(line)
 
 
 def _sender(state: State, timeout: 'int | None'):
-    """Return the [client] section, its Destination and spool, or exit."""
-    from .client import EXIT_CONFIG, Destination
-    from .delivery import open_spool
+    """Return the [client] section and its servers, or exit 26."""
+    from .client import EXIT_CONFIG, destinations
 
     try:
         client = load_config(state.path).client
-        destination = Destination(client, timeout)
-        return client, destination, open_spool(client, destination)
+        return client, destinations(client, timeout)
     except XysshError as err:
         # The same status xymon-ssh gives for a bad client configuration.
         click.echo('xyssh: %s' % err.detail, err=True)

@@ -59,8 +59,9 @@ class Answer:
 class Destination:
     """Where and as whom to connect, from the [client] section."""
 
-    def __init__(self, section: Section, timeout: 'float | None') -> None:
-        server = section.text('server')
+    def __init__(self, section: Section, timeout: 'float | None',
+                 server: 'str | None' = None) -> None:
+        server = server or section.text('server')
 
         if not server:
             raise ConfigError('%s: [client] server is not set' %
@@ -79,6 +80,21 @@ class Destination:
         if ':' in self.host:
             return '[%s]:%d' % (self.host, self.port)
         return '%s:%d' % (self.host, self.port)
+
+
+def destinations(section: Section,
+                 timeout: 'float | None') -> 'list[Destination]':
+    """Return every server of [client] server, in the order written.
+
+    Several servers are separated by blanks or commas, as in
+    $XYMSERVERS.
+    """
+    servers = section.text('server').replace(',', ' ').split()
+
+    if not servers:
+        raise ConfigError('%s: [client] server is not set' % section.path)
+
+    return [Destination(section, timeout, server) for server in servers]
 
 
 def _load_device_key(path: str):

@@ -30,14 +30,43 @@ FIRST_BACKOFF = 1.0
 LONGEST_BACKOFF = 30.0
 
 
-def open_spool(section, destination: Destination) -> 'Spool | None':
-    """Return the spool of DESTINATION from [client], or None if off."""
+def route(recipient: str,
+          servers: 'list[Destination]') -> 'list[list[Destination]]':
+    """Return the groups RECIPIENT goes to, each a failover list.
+
+    As with Xymon's xymon: "0.0.0.0" (the stock client's word for "every
+    server in $XYMSERVERS") sends to every configured server, each on its
+    own; a blank-separated list tries the servers in order until one
+    takes the message.  A single name goes to the server of that name,
+    else (it is only a label) to the configured servers in order.
+    """
+    if recipient == '0.0.0.0':
+        return [[server] for server in servers]
+
+    if ' ' not in recipient.strip():
+        name = recipient.strip().lower()
+        named = [server for server in servers
+                 if name in (server.host.lower(), server.label.lower())]
+
+        if named:
+            return [named[:1]]
+
+    return [servers]
+
+
+def group_label(group: 'list[Destination]') -> str:
+    """Return how a failover group is named in messages and the spool."""
+    return ' '.join(server.label for server in group)
+
+
+def open_spool(section, group: 'list[Destination]') -> 'Spool | None':
+    """Return the spool of GROUP from [client], or None if it is off."""
     base = section.text('spool')
 
     if not base:
         return None
 
-    return Spool(server_directory(base, destination.label),
+    return Spool(server_directory(base, group_label(group)),
                  section.number('spool_size', 1) * 1024)
 
 
@@ -64,9 +93,9 @@ def backoff(attempt: int) -> float:
     return random.uniform(limit / 2, limit * 1.5)
 
 
-def send_with_retries(destination: Destination, frames: 'list[bytes]',
+def send_with_retries(destination: Destination, batch: 'list[bytes]',
                       debug, warn, sleep=time.sleep) -> 'list[Answer]':
-    """Send FRAMES, retrying what is worth it until the timeout is used.
+    """Send BATCH, retrying what is worth it until the timeout is used.
 
     Raises the last SendFailure when no try succeeded.
     """
@@ -77,7 +106,7 @@ def send_with_retries(destination: Destination, frames: 'list[bytes]',
         remaining = deadline - time.monotonic()
 
         try:
-            return send_messages(destination, frames, debug, warn,
+            return send_messages(destination, batch, debug, warn,
                                  timeout=max(1.0, remaining))
         except SendFailure as failure:
             attempt += 1
@@ -92,13 +121,49 @@ def send_with_retries(destination: Destination, frames: 'list[bytes]',
             sleep(pause)
 
 
+def send_with_failover(group: 'list[Destination]', batch: 'list[bytes]',
+                       debug, warn, sleep=time.sleep
+                       ) -> 'tuple[Destination, list[Answer]]':
+    """Send BATCH to the first server of GROUP that can take it.
+
+    A server that cannot be reached, or whose xymond is down, passes the
+    batch to the next; anything else (a refusal, a key problem) is
+    final.  Raises the last failure when every server failed.
+    """
+    for number, destination in enumerate(group):
+        last = number == len(group) - 1
+
+        try:
+            answers = send_with_retries(destination, batch, debug, warn,
+                                        sleep)
+        except SendFailure as failure:
+            if last or failure.exit_status not in KEEP_FOR_LATER:
+                raise
+            debug('%s failed (%s); trying %s'
+                  % (destination.label, failure.text,
+                     group[number + 1].label))
+            continue
+
+        down = answers and answers[0].exit_status == EXIT_XYMOND_DOWN
+
+        if not down or last:
+            return destination, answers
+
+        debug('%s: xymond unavailable; trying %s'
+              % (destination.label, group[number + 1].label))
+
+    raise AssertionError('unreachable: the last server returns or raises')
+
+
 class Outcome:
-    """What became of a run's own messages."""
+    """What became of a run's own messages, and which server took them."""
 
     def __init__(self, answers: 'list[Answer | None]',
-                 failure: 'SendFailure | None') -> None:
+                 failure: 'SendFailure | None',
+                 destination: 'Destination | None' = None) -> None:
         self.answers = answers
         self.failure = failure
+        self.destination = destination
 
     @property
     def exit_status(self) -> int:
@@ -111,7 +176,7 @@ class Outcome:
         return statuses[-1] if statuses else EXIT_OK
 
 
-def deliver(destination: Destination, messages: 'list[bytes]',
+def deliver(group: 'list[Destination]', messages: 'list[bytes]',
             spool: 'Spool | None', debug, warn,
             sleep=time.sleep) -> Outcome:
     """Send MESSAGES and the spooled reports; spool what did not go."""
@@ -119,17 +184,17 @@ def deliver(destination: Destination, messages: 'list[bytes]',
     frames = list(messages) + [entry.data for entry in pending]
 
     if not frames:
-        return Outcome([], None)
+        return Outcome([], None, group[0])
 
     try:
-        answers = send_with_retries(destination, frames, debug, warn,
-                                    sleep)
+        destination, answers = send_with_failover(group, frames, debug,
+                                                  warn, sleep)
     except SendFailure as failure:
         if failure.exit_status in KEEP_FOR_LATER:
             _keep(spool, messages, warn)
         if spool is not None:
             spool.note(False, failure.text)
-        return Outcome([None] * len(messages), failure)
+        return Outcome([None] * len(messages), failure, group[-1])
 
     own = [answers[index] if index < len(answers) else None
            for index in range(len(messages))]
@@ -159,15 +224,22 @@ def deliver(destination: Destination, messages: 'list[bytes]',
             len(answers) == len(frames)
         spool.note(delivered, '' if delivered else _problem(answers))
 
-    return Outcome(own, None)
+    return Outcome(own, None, destination)
 
 
-def flush(destination: Destination, spool: Spool, debug, warn,
+def flush(group: 'list[Destination]', spool: Spool, debug, warn,
           sleep=time.sleep) -> 'tuple[int, int, Outcome]':
     """Send only the spooled reports; return (before, after, outcome)."""
     before = len(spool.entries())
-    outcome = deliver(destination, [], spool, debug, warn, sleep)
+    outcome = deliver(group, [], spool, debug, warn, sleep)
     return before, len(spool.entries()), outcome
+
+
+def every_group(servers: 'list[Destination]') -> 'list[list[Destination]]':
+    """Return every group a run may have spooled for: each server alone,
+    and all of them as one failover list when there are several."""
+    groups = [[server] for server in servers]
+    return groups + [servers] if len(servers) > 1 else groups
 
 
 def _pending(spool: 'Spool | None', messages: 'list[bytes]',

@@ -17,8 +17,8 @@ import os
 import subprocess
 import sys
 
-from .client import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Destination
-from .delivery import deliver, open_spool, start_delay
+from .client import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, destinations
+from .delivery import deliver, group_label, open_spool, route, start_delay
 from .config import config_path, load_config
 from .errors import ConfigError
 
@@ -146,8 +146,9 @@ def main(argv: 'list[str] | None' = None) -> int:
 
     try:
         config = load_config(config_path(options.config))
-        destination = Destination(config.client, options.timeout)
-        spool = open_spool(config.client, destination)
+        groups = route(options.words[0],
+                       destinations(config.client, options.timeout))
+        spools = [open_spool(config.client, group) for group in groups]
     except ConfigError as err:
         sys.stderr.write('xymon-ssh: %s\n' % err.detail)
         return EXIT_CONFIG
@@ -160,13 +161,35 @@ def main(argv: 'list[str] | None' = None) -> int:
         return EXIT_OK
 
     start_delay(config.client, debug)
-    debug('sending %d message(s) to %s as %s' % (
-        len(messages), destination.label, destination.user))
-    outcome = deliver(destination, messages, spool, debug, warn)
+    statuses = []
+    replied = False
 
-    if outcome.failure is not None:
-        sys.stderr.write('xymon-ssh: %s\n' % outcome.failure.text)
-        return outcome.exit_status
+    for group, spool in zip(groups, spools):
+        debug('sending %d message(s) to %s as %s' % (
+            len(messages), group_label(group), group[0].user))
+        outcome = deliver(group, messages, spool, debug, warn)
+        statuses.append(outcome.exit_status)
+
+        if outcome.failure is not None:
+            sys.stderr.write('xymon-ssh: %s\n' % outcome.failure.text)
+            continue
+
+        for answer in outcome.answers:
+            if answer is not None and answer.exit_status:
+                sys.stderr.write('xymon-ssh: server %s: %s\n'
+                                 % (outcome.destination.label, answer.text))
+
+        first = outcome.answers[0]
+
+        # With several servers, the reply of the first that took the
+        # message is the one printed, as xymon does.
+        if want_reply and not replied and first is not None and \
+                not first.exit_status:
+            sys.stdout.buffer.write(first.reply)
+            sys.stdout.buffer.flush()
+            replied = True
+
+    return next((status for status in statuses if status), EXIT_OK)
 
     for answer in outcome.answers:
         if answer is not None and answer.exit_status:
