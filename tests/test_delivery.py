@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from conftest import XYSSH
+from conftest import HOSTS_CFG, XYSSH
 from xyssh.keys import BEGIN_MARK
-from xyssh.sandbox import Sshd, free_port
+from xyssh.sandbox import Sshd, Xymond, free_port
 from xyssh.spool import Spool, server_directory
 
 EXIT_XYMOND_DOWN = 21
@@ -48,17 +48,26 @@ def _set_xymond(deployment, address: str) -> None:
     deployment.config.write_text('\n'.join(lines) + '\n')
 
 
-def test_xymond_down_keeps_report_and_next_run_delivers_it(
-        make_deployment):
-    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+def test_xymond_stopped_keeps_report_and_next_run_delivers_it(
+        make_deployment, tmp_path):
+    own = Xymond.start(tmp_path / 'own-xymond', HOSTS_CFG)
+    deployment = make_deployment(xymond='127.0.0.1:%d' % own.port)
     web01 = deployment.add_device('web01.example.com')
     first = b'status web01.example.com.spoolx red xymond was down\n'
     second = b'status web01.example.com.spooly green xymond is back\n'
+    own.stop()
 
-    down = web01.send('127.0.0.1', '@', stdin=first)
-    kept = _kept(web01)
-    _set_xymond(deployment, deployment.tap.address)
-    back = web01.send('127.0.0.1', '@', stdin=second)
+    try:
+        down = web01.send('127.0.0.1', '@', stdin=first)
+        kept = _kept(web01)
+        own = Xymond.start(tmp_path / 'own-xymond', HOSTS_CFG,
+                           port=own.port)
+        back = web01.send('127.0.0.1', '@', stdin=second)
+        own.wait_for_columns('web01.example.com', {'spoolx', 'spooly'})
+        board = own.board('web01.example.com',
+                          fields='testname,color,line1')
+    finally:
+        own.stop()
 
     assert down.returncode == EXIT_XYMOND_DOWN
     assert down.stdout == b''
@@ -66,10 +75,9 @@ def test_xymond_down_keeps_report_and_next_run_delivers_it(
     assert b'kept 1 message(s) in ' in down.stderr
     assert kept == [first]
     assert back.returncode == 0, back.stderr
-    assert deployment.tap.wait_for(2) == [second, first]
     assert _kept(web01) == []
-    deployment.xymond.wait_for_columns('web01.example.com',
-                                       {'spoolx', 'spooly'})
+    assert ['spoolx', 'red', 'red xymond was down'] in board
+    assert ['spooly', 'green', 'green xymond is back'] in board
 
 
 def _restart_sshd(deployment) -> None:

@@ -278,10 +278,13 @@ def test_c13_noise_without_newline_fails_with_empty_stdout(
 
     result = db01.send('127.0.0.1', '@', stdin=message)
 
-    # The bytes cannot be told from a broken answer: nothing is trusted.
+    # The bytes cannot be told from a broken answer: nothing is trusted,
+    # and the message is kept for a later run.
     assert result.returncode == 25
     assert result.stdout == b''
-    assert result.stderr.decode().splitlines() == [
+    kept, failure = result.stderr.decode().splitlines()
+    assert kept.startswith('xymon-ssh: warning: kept 1 message(s) in ')
+    assert [failure] == [
         "xymon-ssh: the shell of root@127.0.0.1:%d printed b'hellook "
         "%d\\n' with no newline, glued to the answer; the account's "
         "shell start-up files must print nothing"

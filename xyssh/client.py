@@ -39,12 +39,18 @@ SEND_COMMAND = 'xyssh-send'
 
 
 class SendFailure(Exception):
-    """Nothing (more) could be delivered; carries the exit status."""
+    """Nothing (more) could be delivered; carries the exit status.
 
-    def __init__(self, exit_status: int, text: str) -> None:
+    TRANSIENT says whether trying again at once may help: a dropped
+    connection may, a server that answers gibberish will not.
+    """
+
+    def __init__(self, exit_status: int, text: str,
+                 transient: bool = True) -> None:
         super().__init__(text)
         self.exit_status = exit_status
         self.text = text
+        self.transient = transient
 
 
 class Answer:
@@ -323,7 +329,7 @@ async def _read_answers(process, count: int, destination: Destination,
                                   'the answer; the account\'s shell '
                                   'start-up files must print nothing'
                                   % (destination.user, destination.label,
-                                     line[:60]))
+                                     line[:60]), transient=False)
             if not noise:
                 warn('the shell of %s@%s printed %r before xyssh '
                      'started; it was skipped, but the account\'s shell '
@@ -341,12 +347,14 @@ async def _read_answers(process, count: int, destination: Destination,
                 break
 
             if not line:
-                text = 'server %s closed the session before answering' \
-                    % destination.label
-            else:
-                text = 'server %s does not speak the xyssh protocol ' \
-                    '(answered %r)' % (destination.label, line[:60])
-            raise SendFailure(EXIT_SERVER_ERROR, text)
+                raise SendFailure(EXIT_SERVER_ERROR, 'server %s closed the '
+                                  'session before answering'
+                                  % destination.label)
+
+            raise SendFailure(EXIT_SERVER_ERROR, 'server %s does not speak '
+                              'the xyssh protocol (answered %r)'
+                              % (destination.label, line[:60]),
+                              transient=False)
 
         status, length, text = parsed
 

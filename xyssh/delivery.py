@@ -113,6 +113,7 @@ def send_with_retries(destination: Destination, batch: 'list[bytes]',
             pause = backoff(attempt)
 
             if failure.exit_status not in RETRY_IN_RUN or \
+                    not failure.transient or \
                     time.monotonic() + pause >= deadline:
                 raise
 
