@@ -159,23 +159,26 @@ def small_disk(tmp_path):
         subprocess.run(['umount', str(mount_point)], check=False)
 
 
-def _fill(directory, leave: int) -> None:
-    """Fill the file system of DIRECTORY until about LEAVE bytes are free."""
-    status = os.statvfs(directory)
-    free = status.f_bavail * status.f_frsize
-    with open(os.path.join(directory, 'filler'), 'wb') as file:
-        file.write(b'f' * max(0, free - leave))
+def _kept_then_disk_full(make_deployment, small_disk, old: bytes):
+    """Return a device whose spool on SMALL_DISK holds OLD, disk full.
+
+    Its server's xymond is down, so every report it sends is kept.
+    """
+    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
+    device = deployment.add_device('web01.example.com')
+    device.spool_base = small_disk
+    device.write_config()
+    device.send('127.0.0.1', '@', stdin=old)
+    status = os.statvfs(small_disk)
+    with open(os.path.join(small_disk, 'filler'), 'wb') as file:
+        file.write(b'f' * (status.f_bavail * status.f_frsize))
+    return device
 
 
 def test_full_disk_gives_a_clear_error_and_keeps_the_spool_whole(
         make_deployment, small_disk):
-    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
-    web01 = deployment.add_device('web01.example.com')
-    web01.spool_base = small_disk
-    web01.write_config()
     old = b'status web01.example.com.diskfull green old\n'
-    web01.send('127.0.0.1', '@', stdin=old)
-    _fill(small_disk, 0)
+    web01 = _kept_then_disk_full(make_deployment, small_disk, old)
     big = b'status web01.example.com.diskfull2 green ' + b'b' * 8000 + b'\n'
 
     result = web01.send('127.0.0.1', '@', stdin=big)
@@ -197,13 +200,8 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_spool_whole(
 
 def test_full_disk_makes_room_by_dropping_the_oldest(make_deployment,
                                                      small_disk):
-    deployment = make_deployment(xymond='127.0.0.1:%d' % free_port())
-    web01 = deployment.add_device('web01.example.com')
-    web01.spool_base = small_disk
-    web01.write_config()
     old = b'status web01.example.com.roomold green old\n'
-    web01.send('127.0.0.1', '@', stdin=old)
-    _fill(small_disk, 0)
+    web01 = _kept_then_disk_full(make_deployment, small_disk, old)
     new = b'status web01.example.com.roomnew green new\n'
 
     result = web01.send('127.0.0.1', '@', stdin=new)
