@@ -300,3 +300,17 @@ def test_a_list_of_servers_fails_over_in_order(make_deployment):
     assert first.tap.connections == 1
     assert b'127.0.0.1:%d failed' % first.sshd.port in over.stderr
     assert _group_spool(web01, first, second).entries() == []
+
+
+def test_newer_report_supersedes_the_kept_one_unsent(deployment, web01):
+    _set_xymond(deployment, '127.0.0.1:%d' % free_port())
+    older = b'status web01.example.com.super red older\n'
+    newer = b'status web01.example.com.super green newer\n'
+    web01.send('127.0.0.1', '@', stdin=older)
+    _set_xymond(deployment, deployment.tap.address)
+
+    result = web01.send('127.0.0.1', '@', stdin=newer)
+
+    assert result.returncode == 0, result.stderr
+    assert deployment.tap.wait_for(2, timeout=2) == [newer]
+    assert _kept(web01) == []

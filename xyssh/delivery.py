@@ -181,7 +181,7 @@ def deliver(group: 'list[Destination]', messages: 'list[bytes]',
             spool: 'Spool | None', debug, warn,
             sleep=time.sleep) -> Outcome:
     """Send MESSAGES and the spooled reports; spool what did not go."""
-    pending = _pending(spool, messages, warn)
+    pending, superseded = _pending(spool, messages, warn)
     frames = list(messages) + [entry.data for entry in pending]
 
     if not frames:
@@ -201,6 +201,12 @@ def deliver(group: 'list[Destination]', messages: 'list[bytes]',
            for index in range(len(messages))]
     later = [message for message, answer in zip(messages, own)
              if answer is None or answer.exit_status in KEEP_FOR_LATER]
+
+    if not later:
+        # Newer reports of the same tests went through.  (When one is
+        # kept instead, it replaces these files by a rename.)
+        for entry in superseded:
+            spool.remove(entry)
 
     for index, entry in enumerate(pending, len(messages)):
         answer = answers[index] if index < len(answers) else None
@@ -244,32 +250,25 @@ def every_group(servers: 'list[Destination]') -> 'list[list[Destination]]':
 
 
 def _pending(spool: 'Spool | None', messages: 'list[bytes]',
-             warn) -> 'list':
-    """Return the spooled entries still worth sending with MESSAGES.
+             warn) -> 'tuple[list, list]':
+    """Return the spooled entries to send with MESSAGES, and the rest.
 
-    A spooled report about the same thing as a new one is dropped
-    unsent: only the newest report of a host and test is replayed.
+    A spooled report about the same thing as a new one is superseded and
+    never sent: only the newest report of a host and test is replayed.
     """
     if spool is None:
-        return []
+        return [], []
 
     try:
         entries = spool.entries()
     except SpoolError as err:
         warn(err.detail)
-        return []
+        return [], []
 
     fresh = {report_key(report) for message in messages
              for report in split_reports(message)}
-    pending = []
-
-    for entry in entries:
-        if entry.key in fresh:
-            spool.remove(entry)
-        else:
-            pending.append(entry)
-
-    return pending
+    return ([entry for entry in entries if entry.key not in fresh],
+            [entry for entry in entries if entry.key in fresh])
 
 
 def _keep(spool: 'Spool | None', messages: 'list[bytes]', warn) -> None:
