@@ -129,6 +129,7 @@ class Deployment:
             'xymond': self.tap.address,
             'authorized_keys': str(self.authorized_keys),
             'registry': str(root / 'registry'),
+            'revoked_keys': str(root / 'registry' / 'revoked_keys'),
             'log': str(self.log),
             'command': XYSSH,
         }

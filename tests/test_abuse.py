@@ -122,7 +122,9 @@ def test_revoked_key_still_in_file_is_refused_by_registry(deployment,
                         'green ok')
 
     assert result.returncode == EXIT_REFUSED
-    assert_rejected(result, deployment, 'not registered or was revoked')
+    assert_rejected(result, deployment, 'this key was revoked')
+    assert 'reason=not-permitted detail="this key was revoked"' in \
+        deployment.audit_lines()[-1]
 
 
 def test_client_killed_mid_send_forwards_nothing(deployment, web01):

@@ -100,6 +100,7 @@ class Server:
         values = {'hosts_cfg': str(self.hosts_cfg),
                   'authorized_keys': str(self.authorized_keys),
                   'registry': str(self.registry), 'log': str(self.log),
+                  'revoked_keys': str(self.registry / 'revoked_keys'),
                   'command': XYSSH}
         values.update(overrides)
         self.config.write_text('[server]\n' + ''.join(

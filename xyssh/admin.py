@@ -14,8 +14,9 @@ from .hostscfg import load_hosts
 from .keys import (BEGIN_MARK, KEY_OPTIONS, authorized_keys_line,
                    default_program, parse_public_keys,
                    prepare_authorized_keys, read_lines, registry_lock,
-                   remove_stale_temporaries, split_authorized_keys,
-                   write_authorized_keys, write_record)
+                   remove_stale_temporaries, revocation_list,
+                   split_authorized_keys, write_authorized_keys,
+                   write_record, write_revocation_list)
 from .registry import (DEFAULT_ALLOW, KeyRecord, fingerprint_of_line,
                        is_fingerprint, read_all_records, read_record)
 from .log import log_event
@@ -91,12 +92,12 @@ class KeyAdmin:
             # Build the new file first: if it cannot be rewritten, nothing
             # is registered either.
             self._clean_up()
-            data = self._prepare(records + added)
+            files = self._prepare(records + added)
 
             for record in added:
                 write_record(self.registry, record)
 
-            write_authorized_keys(self.authorized_keys, data)
+            self._install(files)
 
         for record in added:
             log_event('info', 'key added fp=%s host=%s type=%s'
@@ -121,9 +122,9 @@ class KeyAdmin:
             self._clean_up()
             records = [other for other in read_all_records(self.registry)
                        if other.fingerprint != record.fingerprint]
-            data = self._prepare(records + [record])
+            files = self._prepare(records + [record])
             write_record(self.registry, record)
-            write_authorized_keys(self.authorized_keys, data)
+            self._install(files)
 
         log_event('info', 'key revoked fp=%s host=%s'
                   % (record.fingerprint, record.host))
@@ -135,18 +136,19 @@ class KeyAdmin:
 
     def check(self) -> 'list[str]':
         """Return every disagreement between authorized_keys and registry."""
-        problems = []
         records = read_all_records(self.registry)
+        problems = self._check_revocation_list(records)
         by_fingerprint = {record.fingerprint: record for record in records}
 
         try:
             raw_lines = read_lines(self.authorized_keys)
             before, managed, _ = split_authorized_keys(raw_lines)
         except OSError as exc:
-            return ['%s: cannot read: %s' % (self.authorized_keys,
-                                             exc.strerror)]
+            return problems + ['%s: cannot read: %s' % (
+                self.authorized_keys, exc.strerror)]
         except XysshError as err:
-            return ['%s: %s' % (self.authorized_keys, err.detail)]
+            return problems + ['%s: %s' % (self.authorized_keys,
+                                           err.detail)]
 
         lines = [line.decode('utf-8', 'replace') for line in raw_lines]
         block = range(len(before) + 1, len(before) + 1 + len(managed))
@@ -213,6 +215,52 @@ class KeyAdmin:
 
         return problems
 
+    def _check_revocation_list(self, records: 'list[KeyRecord]'
+                               ) -> 'list[str]':
+        """Check the RevokedKeys file: there, readable by ssh-keygen, and
+        revoking exactly the keys the registry has revoked."""
+        import subprocess
+
+        path = self.server.text('revoked_keys')
+
+        if not path:
+            return []
+
+        if not os.path.isfile(path):
+            return ['%s: the key revocation list is missing or not a '
+                    'file; sshd (RevokedKeys) then refuses every key: run '
+                    '"xyssh keys sync"' % path]
+
+        try:
+            listing = subprocess.run(['ssh-keygen', '-Q', '-l', '-f', path],
+                                     capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return ['%s: cannot run ssh-keygen to read it: %s'
+                    % (path, exc)]
+
+        if listing.returncode != 0:
+            return ['%s: the key revocation list does not parse (%s); '
+                    'sshd then refuses every key: run "xyssh keys sync"'
+                    % (path, listing.stderr.decode('utf-8', 'replace')
+                       .strip()[:120])]
+
+        listed = {line.split()[1] for line in listing.stdout.decode(
+            'ascii', 'replace').splitlines() if line.startswith('hash: ')}
+        problems = []
+
+        for record in records:
+            if record.state == 'revoked' and record.fingerprint not in \
+                    listed:
+                problems.append('%s: revoked key %s of %s is not in the '
+                                'list' % (path, record.fingerprint,
+                                          record.host))
+            elif record.state != 'revoked' and record.fingerprint in listed:
+                problems.append('%s: %s key %s of %s is revoked by the list'
+                                % (path, record.state, record.fingerprint,
+                                   record.host))
+
+        return problems
+
     def _check_managed_line(self, where: str, line: str,
                             options: 'list[str]', fingerprint: str,
                             record: 'KeyRecord | None') -> 'list[str]':
@@ -251,8 +299,7 @@ class KeyAdmin:
         """Rewrite the managed block from the registry."""
         with registry_lock(self.registry):
             self._clean_up()
-            data = self._prepare(read_all_records(self.registry))
-            write_authorized_keys(self.authorized_keys, data)
+            self._install(self._prepare(read_all_records(self.registry)))
 
     def access_warnings(self) -> 'list[str]':
         """Say what the service account will not be able to use.
@@ -306,10 +353,34 @@ class KeyAdmin:
 
         return probe_shell(account)
 
-    def _prepare(self, records: 'list[KeyRecord]') -> bytes:
-        """Return authorized_keys rebuilt for RECORDS, or raise."""
-        return prepare_authorized_keys(self.authorized_keys, records,
-                                       self.program, self.config.path)
+    def _prepare(self, records: 'list[KeyRecord]'
+                 ) -> 'tuple[bytes, bytes | None]':
+        """Return authorized_keys and the revocation list for RECORDS.
+
+        Both are built before anything is written, so a change that
+        cannot be completed changes nothing.
+        """
+        revoked_keys = self.server.text('revoked_keys')
+
+        if revoked_keys and not os.path.isdir(os.path.dirname(
+                os.path.abspath(revoked_keys))):
+            raise ConfigError('%s: the directory of revoked_keys %s does '
+                              'not exist' % (self.config.path, revoked_keys))
+
+        return (prepare_authorized_keys(self.authorized_keys, records,
+                                        self.program, self.config.path),
+                revocation_list(records) if revoked_keys else None)
+
+    def _install(self, files: 'tuple[bytes, bytes | None]') -> None:
+        """Write what _prepare built: the revocation list first, so a
+        revoked key is refused by sshd before its line even goes."""
+        authorized_keys, revocations = files
+
+        if revocations is not None:
+            write_revocation_list(self.server.text('revoked_keys'),
+                                  revocations)
+
+        write_authorized_keys(self.authorized_keys, authorized_keys)
 
     def _clean_up(self) -> None:
         """Remove temporary files of writers that were killed.
@@ -319,6 +390,10 @@ class KeyAdmin:
         remove_stale_temporaries(os.path.dirname(
             os.path.abspath(self.authorized_keys)))
         remove_stale_temporaries(os.path.join(self.registry, 'keys'))
+
+        if self.server.text('revoked_keys'):
+            remove_stale_temporaries(os.path.dirname(
+                os.path.abspath(self.server.text('revoked_keys'))))
 
 
 # Findings that are worth saying but do not make "keys check" fail.

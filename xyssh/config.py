@@ -37,6 +37,9 @@ SERVER_DEFAULTS = {
     # Seconds to wait for xymond to take a message and answer; less than
     # the client's timeout, so the client hears why.
     'xymond_timeout': '10',
+    # The OpenSSH key revocation list xyssh keeps for sshd's RevokedKeys;
+    # empty: none is written.
+    'revoked_keys': '/var/lib/xyssh/revoked_keys',
     # The program written into command=; empty: the running xyssh.
     'command': '',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.

@@ -143,7 +143,7 @@ def _run(workdir: str, host: str) -> int:
         with open(config, 'w', encoding='utf-8') as handle:
             handle.write(
                 '[server]\nhosts_cfg = %s\nxymond = 127.0.0.1:%d\n'
-                'authorized_keys = %s\nregistry = %s\nlog = %s\n'
+                'authorized_keys = %s\nregistry = %s\nrevoked_keys =\nlog = %s\n'
                 'command = %s\n\n'
                 '[client]\nserver = 127.0.0.1\nport = %d\nuser = root\n'
                 'identity = %s\nknown_hosts = %s\nspool = %s\n'

@@ -237,8 +237,13 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
 
     record = read_record(registry, fingerprint)
 
-    if record is None or record.state != 'active':
-        raise NotPermitted('this key is not registered or was revoked')
+    if record is None:
+        raise NotPermitted('this key is not registered')
+
+    if record.state != 'active':
+        # The log line says so: a revoked key still trying is news.
+        raise NotPermitted('this key was revoked' if record.state ==
+                           'revoked' else 'this key is %s' % record.state)
 
     hosts = load_hosts(server.text('hosts_cfg'))
 

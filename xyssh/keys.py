@@ -351,6 +351,53 @@ def write_authorized_keys(path: str, data: bytes) -> None:
     write_atomically(path, data, 0o600, (status.st_uid, status.st_gid))
 
 
+def revocation_list(records: 'list[KeyRecord]') -> bytes:
+    """Return an OpenSSH KRL revoking every revoked key in RECORDS.
+
+    It is built anew from the registry each time (ssh-keygen -k without
+    -u replaces a list, so adding to an old file would be the way to lose
+    revocations), then read back with ssh-keygen -Q -l: sshd refuses
+    every key when its RevokedKeys file does not parse, so nothing that
+    ssh-keygen cannot read may ever be installed.
+    """
+    import subprocess
+    import tempfile
+
+    revoked = [record.key for record in records
+               if record.state == 'revoked']
+
+    with tempfile.TemporaryDirectory(prefix='xyssh-krl-') as work:
+        spec = os.path.join(work, 'revoked.pub')
+        krl = os.path.join(work, 'revoked.krl')
+
+        with open(spec, 'w', encoding='ascii') as handle:
+            handle.write(''.join(key + '\n' for key in revoked))
+
+        try:
+            made = subprocess.run(['ssh-keygen', '-q', '-k', '-f', krl,
+                                   spec], capture_output=True, timeout=60)
+            read = subprocess.run(['ssh-keygen', '-Q', '-l', '-f', krl],
+                                  capture_output=True, timeout=60) \
+                if made.returncode == 0 else made
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise KeyFileError('cannot run ssh-keygen to write the key '
+                               'revocation list: %s' % exc) from None
+
+        if made.returncode != 0 or read.returncode != 0:
+            said = (made.stderr or read.stderr).decode(
+                'utf-8', 'replace').strip()
+            raise KeyFileError('ssh-keygen could not build the key '
+                               'revocation list: %s' % said[:200])
+
+        with open(krl, 'rb') as handle:
+            return handle.read()
+
+
+def write_revocation_list(path: str, data: bytes) -> None:
+    """Replace the RevokedKeys file PATH by DATA, readable by sshd."""
+    write_atomically(path, data, 0o644)
+
+
 def default_program() -> str:
     """Return the absolute path of the xyssh program now running."""
     beside = os.path.join(os.path.dirname(sys.executable), 'xyssh')
