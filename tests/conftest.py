@@ -124,12 +124,13 @@ class Deployment:
         self.authorized_keys.parent.mkdir(mode=0o700)
         self.log = root / 'xyssh.log'
         self.config = root / 'xyssh.cfg'
+        self.revoked_keys = root / 'registry' / 'revoked_keys'
         values = {
             'hosts_cfg': str(self.hosts_cfg),
             'xymond': self.tap.address,
             'authorized_keys': str(self.authorized_keys),
             'registry': str(root / 'registry'),
-            'revoked_keys': str(root / 'registry' / 'revoked_keys'),
+            'revoked_keys': str(self.revoked_keys),
             'log': str(self.log),
             'command': XYSSH,
         }
@@ -141,12 +142,16 @@ class Deployment:
         self.known_hosts = root / 'known_hosts'
         self.known_hosts.write_text(self.sshd.known_hosts_line() + '\n')
 
+    def xyssh_argv(self) -> 'list[str]':
+        """Return the start of an xyssh command line for this deployment."""
+        return [XYSSH, '--config', str(self.config)]
+
     def xyssh(self, *args: str, stdin: bytes = b'',
               env: dict = None) -> subprocess.CompletedProcess:
         """Run the xyssh admin command against this deployment."""
         environment = dict(os.environ)
         environment.update(env or {})
-        return subprocess.run([XYSSH, '--config', str(self.config), *args],
+        return subprocess.run([*self.xyssh_argv(), *args],
                               input=stdin, capture_output=True,
                               env=environment, timeout=60, check=False)
 
