@@ -659,11 +659,12 @@ def test_list_shows_host_fingerprint_type_state_created_comment(server):
     header, row = server.ok('keys', 'list').splitlines()
 
     assert header.split() == ['HOST', 'FINGERPRINT', 'TYPE', 'STATE',
-                              'CREATED', 'COMMENT']
+                              'CREATED', 'LAST', 'SEEN', 'COMMENT']
     words = row.split()
     assert words[:4] == [WEB01, keygen_fingerprint(pub), 'ssh-ed25519',
                          'active']
     assert CREATED.match(words[4])
+    assert words[5] == 'never'
     assert row.endswith('  ops team laptop 2024')
 
 
@@ -677,7 +678,7 @@ def test_list_json_gives_every_field(server):
     assert entry == {'host': DB01, 'fingerprint': keygen_fingerprint(pub),
                      'type': 'ssh-ed25519', 'state': 'active',
                      'allow': ['status', 'combo', 'client', 'data'],
-                     'comment': 'db01 agent'}
+                     'comment': 'db01 agent', 'last_seen': None}
 
 
 def test_revoke_marks_key_revoked_and_removes_its_line(server):

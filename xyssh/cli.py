@@ -236,22 +236,40 @@ def _warn(admin) -> None:
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
 @click.pass_obj
 def keys_list(state: State, as_json: bool) -> None:
-    """List registered keys: host, fingerprint, type, state, created."""
-    records = _admin_call(state.admin().records)
+    """List registered keys: host, fingerprint, type, state, created,
+    last seen."""
+    import time
+
+    from .registry import last_seen
+
+    admin = state.admin()
+    records = _admin_call(admin.records)
+    seen = {record.fingerprint: last_seen(admin.registry,
+                                          record.fingerprint)
+            for record in records}
+
+    def when(stamp) -> str:
+        return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(stamp)) \
+            if stamp is not None else 'never'
 
     if as_json:
         click.echo(json.dumps([{
             'host': record.host, 'fingerprint': record.fingerprint,
             'type': record.key_type, 'state': record.state,
-            'created': record.created, 'allow': list(record.allow),
-            'comment': record.comment} for record in records], indent=2))
+            'created': record.created,
+            'last_seen': when(seen[record.fingerprint])
+            if seen[record.fingerprint] is not None else None,
+            'allow': list(record.allow), 'comment': record.comment}
+            for record in records], indent=2))
         return
 
-    rows = [('HOST', 'FINGERPRINT', 'TYPE', 'STATE', 'CREATED', 'COMMENT')]
+    rows = [('HOST', 'FINGERPRINT', 'TYPE', 'STATE', 'CREATED',
+             'LAST SEEN', 'COMMENT')]
     rows += [(record.host, record.fingerprint, record.key_type,
-              record.state, record.created, record.comment)
+              record.state, record.created,
+              when(seen[record.fingerprint]), record.comment)
              for record in records]
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+    widths = [max(len(row[column]) for row in rows) for column in range(6)]
 
     for row in rows:
         click.echo('  '.join(value.ljust(width) for value, width in

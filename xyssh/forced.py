@@ -27,7 +27,8 @@ from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
 from .hostscfg import load_hosts
 from .intake import Intake, refuse
-from .registry import fingerprint_of_line, is_fingerprint, read_record
+from .registry import (fingerprint_of_line, is_fingerprint, mark_seen,
+                       read_record)
 from .log import log_event, setup_logging
 from .policy import Limits
 from .xymond import parse_address
@@ -244,6 +245,8 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
         # The log line says so: a revoked key still trying is news.
         raise NotPermitted('this key was revoked' if record.state ==
                            'revoked' else 'this key is %s' % record.state)
+
+    mark_seen(registry, fingerprint)
 
     hosts = load_hosts(server.text('hosts_cfg'))
 

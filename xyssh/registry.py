@@ -100,6 +100,39 @@ def record_path(registry: str, fingerprint: str) -> str:
     return os.path.join(registry, 'keys', name)
 
 
+def mark_seen(registry: str, fingerprint: str) -> None:
+    """Record that FINGERPRINT just logged in: the time of a small file.
+
+    One utime() per login instead of rewriting the key's record, so the
+    push is not slowed and a record is never half-written by a login.
+    Failing to record it never stands in the way of the report.
+    """
+    path = os.path.join(registry, 'seen', os.path.basename(
+        record_path(registry, fingerprint)))
+
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError:
+            pass
+    except OSError:
+        pass
+
+
+def last_seen(registry: str, fingerprint: str) -> 'float | None':
+    """Return when FINGERPRINT last logged in (epoch), or None."""
+    path = os.path.join(registry, 'seen', os.path.basename(
+        record_path(registry, fingerprint)))
+
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
 def read_record(registry: str, fingerprint: str) -> 'KeyRecord | None':
     """Return the record for FINGERPRINT, or None if it has none."""
     if not is_fingerprint(fingerprint):
