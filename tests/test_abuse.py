@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DATA, DB01_SECTION, assert_rejected
+from conftest import DATA, DB01_SECTION, Device, assert_rejected
 from xyssh import wire
 
 EXIT_REFUSED = 20
@@ -259,3 +259,46 @@ def test_reply_bytes_unchanged_when_ssh_asks_for_a_tty(deployment, db01):
     assert hashlib.sha256(result.stdout).hexdigest() == \
         hashlib.sha256(expected).hexdigest()
     assert b'\r' not in result.stdout
+
+
+# SSHKEY: pins in hosts.cfg (C19): only pinned fingerprints for the host.
+
+def _pinned_deployment(make_deployment, tmp_path, fingerprints):
+    """Return a deployment whose hosts.cfg pins web01 to FINGERPRINTS."""
+    hosts_cfg = tmp_path / 'pinned-hosts.cfg'
+    hosts_cfg.write_text('192.0.2.1 web01.example.com # %s\n'
+                         '192.0.2.2 db01.example.com # noconn\n'
+                         % ' '.join('SSHKEY:' + fingerprint
+                                    for fingerprint in fingerprints))
+    return make_deployment(hosts_cfg=str(hosts_cfg)), hosts_cfg
+
+
+def test_pinned_key_is_accepted_and_an_unpinned_one_refused(
+        make_deployment, tmp_path):
+    deployment, hosts_cfg = _pinned_deployment(make_deployment, tmp_path,
+                                               [])
+    # Registered while the host was not pinned, then hosts.cfg pins the
+    # host to the first key only.
+    pinned = deployment.add_device('web01.example.com', 'pinned')
+    other = deployment.add_device('web01.example.com', 'other')
+    hosts_cfg.write_text(hosts_cfg.read_text().replace(
+        '# \n', '# SSHKEY:%s\n' % pinned.fingerprint))
+    status = 'status web01.example.com.cpu green ok'
+
+    refused = other.send('127.0.0.1', status)
+    assert_rejected(refused, deployment, 'hosts.cfg pins '
+                    'web01.example.com to other keys')
+    accepted = pinned.send('127.0.0.1', status)
+    checked = deployment.xyssh('keys', 'check')
+    third = Device(deployment, 'web01.example.com', 'third')
+    added = deployment.xyssh('keys', 'add', 'web01.example.com',
+                             str(third.public))
+
+    assert accepted.returncode == 0, accepted.stderr
+    assert refused.returncode == EXIT_REFUSED
+    assert deployment.tap.wait_for(1) == [status.encode()]
+    assert checked.returncode == 1
+    assert 'key %s: hosts.cfg pins web01.example.com to other keys' % \
+        other.fingerprint in checked.stdout.decode()
+    assert added.returncode == 1
+    assert b'add SSHKEY:SHA256:' in added.stderr

@@ -373,3 +373,44 @@ def test_lone_carriage_return_does_not_start_a_new_line(tmp_path):
 
     assert index.resolve('a.example.com') == 'a.example.com'
     assert index.resolve('b.example.com') is None
+
+
+# C19: SSHKEY: tags pin a host to fingerprints, in OpenSSH's SHA256 form.
+
+GOOD = 'SHA256:' + 'e6w5YcKy070lrU+QaeM/YE4YtSOpSjyJ+M7m53nt058'
+OTHER = 'SHA256:' + 'A' * 43
+
+
+def test_sshkey_tags_pin_a_host_to_those_fingerprints(tmp_path):
+    index = load(tmp_path, '192.0.2.1 web01.example.com # SSHKEY:%s '
+                 'sshkey:%s\n192.0.2.2 db01.example.com # noconn\n'
+                 % (GOOD, OTHER))
+
+    assert index.pinned('WEB01.example.com') == {GOOD, OTHER}
+    assert index.pinned('db01.example.com') is None
+    assert index.problems == []
+
+
+def test_malformed_sshkey_tags_are_named_by_line_and_pin_to_nothing(
+        tmp_path):
+    index = load(tmp_path, '\n'.join([
+        '192.0.2.1 web01.example.com # SSHKEY:%s' % GOOD,
+        '192.0.2.2 db01.example.com # '
+        'SSHKEY:MD5:08:4b:b2:f0:cb:10:1c:30:c1:e4:a3:5a:4d:f2:9e:5b',
+        '192.0.2.3 db02.example.com \\',
+        '  # SSHKEY:084bb2f0cb101c30c1e4a35a4df29e5b',
+        '192.0.2.4 win01.example.com # SSHKEY:%s= SSHKEY:%s'
+        % (GOOD, OTHER), '']))
+    path = tmp_path / 'hosts.cfg'
+
+    assert index.pinned('web01.example.com') == {GOOD}
+    assert [index.pinned(name) for name in (
+        'db01.example.com', 'db02.example.com', 'win01.example.com')] == \
+        [frozenset()] * 3
+    assert [problem.split(': SSHKEY:')[0] for problem in index.problems] \
+        == ['%s line %d' % (path, number) for number in (2, 3, 5)]
+    assert (': SSHKEY:MD5:08:4b:b2:f0:cb:10:1c:30:c1:e4:a3:5a:4d:f2:9e:5b '
+            'of db01.example.com is not an OpenSSH SHA256 fingerprint'
+            in index.problems[0])
+    assert index.problems[0].endswith('the host accepts no key until it '
+                                      'is fixed')

@@ -33,8 +33,8 @@ class KeyAdmin:
         self.authorized_keys = self.server.text('authorized_keys')
         self.program = self.server.text('command') or default_program()
 
-    def _canonical_host(self, host: str) -> str:
-        """Return HOST as hosts.cfg spells it, or raise."""
+    def _canonical_host(self, host: str) -> 'tuple[str, frozenset | None]':
+        """Return HOST as hosts.cfg spells it and its pins, or raise."""
         path = self.server.text('hosts_cfg')
         hosts = load_hosts(path)
 
@@ -48,13 +48,20 @@ class KeyAdmin:
                                '(xyssh keys are bound to hosts.cfg names)'
                                % (host, path))
 
-        return canonical
+        return canonical, hosts.pinned(canonical)
 
     def add(self, host: str, raw: bytes, source: str,
             extra_allow: 'tuple[str, ...]' = ()) -> 'list[KeyRecord]':
         """Register the keys in RAW for HOST and rewrite authorized_keys."""
-        canonical = self._canonical_host(host)
+        canonical, pins = self._canonical_host(host)
         keys = parse_public_keys(raw, source)
+
+        for key in keys:
+            if pins is not None and key.fingerprint not in pins:
+                raise KeyFileError('hosts.cfg pins %s to other keys '
+                                   '(SSHKEY: tags); add SSHKEY:%s to its '
+                                   'line first' % (canonical,
+                                                   key.fingerprint))
         allow = list(DEFAULT_ALLOW)
 
         for word in extra_allow:
@@ -205,12 +212,23 @@ class KeyAdmin:
                                    record.host))
 
         hosts = load_hosts(self.server.text('hosts_cfg'))
+        problems.extend(problem for problem in hosts.problems
+                        if 'SSHKEY:' in problem)
 
         for record in records:
-            if record.state == 'active' and \
-                    hosts.canonical(record.host) is None:
+            if record.state != 'active':
+                continue
+
+            canonical = hosts.canonical(record.host)
+            pins = hosts.pinned(canonical) if canonical else None
+
+            if canonical is None:
                 problems.append('key %s: host %s is not in hosts.cfg; its '
                                 'reports are refused'
+                                % (record.fingerprint, record.host))
+            elif pins is not None and record.fingerprint not in pins:
+                problems.append('key %s: hosts.cfg pins %s to other keys '
+                                '(SSHKEY:); its reports are refused'
                                 % (record.fingerprint, record.host))
 
         return problems

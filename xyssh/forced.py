@@ -259,6 +259,12 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
         raise NotPermitted('host %s of this key is not in hosts.cfg'
                            % record.host)
 
+    pins = hosts.pinned(key_host)
+
+    if pins is not None and fingerprint not in pins:
+        raise NotPermitted('hosts.cfg pins %s to other keys (SSHKEY: '
+                           'tags)' % key_host)
+
     limits = Limits(server.number('maxmsg_status', 32),
                     server.number('maxmsg_client', 32),
                     server.number('maxmsg_data', 32))

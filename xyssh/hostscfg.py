@@ -9,6 +9,8 @@ other line are passed over, as xymond passes them over for this purpose.
 import os
 import time
 
+from .registry import is_fingerprint
+
 # What C's isspace() and so sscanf() take as white space.  The module
 # uses str methods, not re: it runs in the forced command, where
 # importing re would cost about 10 ms at every login.
@@ -29,10 +31,11 @@ class HostIndex:
         self.aliases = {}
         self.windows = {}
         self.problems = []
+        self.pins = {}
         self._default_tags = []
 
-    def add(self, name: str, tags: 'list[str]') -> None:
-        """Record host NAME with the tags of its line.
+    def add(self, name: str, tags: 'list[str]', where: str = '') -> None:
+        """Record host NAME with the tags of its line (at WHERE).
 
         A host named .default. is no host: its tags apply to the hosts
         that follow it, as in xymond.  The first line for a name wins.
@@ -56,12 +59,46 @@ class HostIndex:
             return
 
         self.names[key] = name
+        pins = self._pins(tags, name, where)
+
+        if pins is not None:
+            self.pins[key] = pins
 
         window = (_tag_value(tags, 'notbefore:'),
                   _tag_value(tags, 'notafter:'))
 
         if any(window):
             self.windows[key] = window
+
+    def _pins(self, tags: 'list[str]', name: str,
+              where: str) -> 'frozenset | None':
+        """Return the fingerprints SSHKEY: tags pin NAME to, or None.
+
+        A malformed tag pins the host to nothing at all, so that a typo
+        refuses the host's keys instead of silently accepting any key;
+        it is reported with its file and line.
+        """
+        values = [tag[len('sshkey:'):] for tag in tags
+                  if tag[:len('sshkey:')].lower() == 'sshkey:']
+
+        if not values:
+            return None
+
+        good = [value for value in values if is_fingerprint(value)]
+
+        for value in values:
+            if value not in good:
+                self.problems.append(
+                    '%s: SSHKEY:%s of %s is not an OpenSSH SHA256 '
+                    'fingerprint (SHA256: and 43 base64 characters, no '
+                    '"=", as ssh-keygen -l prints it); the host accepts no '
+                    'key until it is fixed' % (where, value[:60], name))
+
+        return frozenset(good) if len(good) == len(values) else frozenset()
+
+    def pinned(self, name: str) -> 'frozenset | None':
+        """Return the fingerprints host NAME is pinned to, or None."""
+        return self.pins.get(name.lower())
 
     def resolve(self, reported: str) -> 'str | None':
         """Return the hosts.cfg name xymond files REPORTED under, or None.
@@ -124,11 +161,11 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
         index.problems.append('%s: %s' % (path, exc.strerror))
         return
 
-    for line in _joined_lines(data):
+    for number, line in _joined_lines(data):
         host = _host_line(line)
 
         if host is not None:
-            index.add(host, _tags(line))
+            index.add(host, _tags(line), '%s line %d' % (path, number))
             continue
 
         directive = _directive(line)
@@ -139,28 +176,33 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
                     depth)
 
 
-def _joined_lines(data: str) -> 'list[str]':
+def _joined_lines(data: str) -> 'list[tuple[int, str]]':
     """Split DATA into lines as xymond does, joining continued lines.
 
     xymond ends a line at LF only (a CR or form feed stays inside it),
     and a backslash as the last non-blank character of a line joins the
-    next line on directly.
+    next line on directly.  Each line comes with the number of the line
+    it starts on.
     """
     lines = []
     pending = ''
+    start = 1
 
-    for line in data.split('\n'):
+    for number, line in enumerate(data.split('\n'), 1):
         stripped = line.rstrip(_SPACE)
+
+        if not pending:
+            start = number
 
         if stripped.endswith('\\'):
             pending += stripped[:-1]
             continue
 
-        lines.append(pending + line)
+        lines.append((start, pending + line))
         pending = ''
 
     if pending:
-        lines.append(pending)
+        lines.append((start, pending))
 
     return lines
 
