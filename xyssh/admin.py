@@ -11,8 +11,8 @@ import pwd
 
 from .errors import ConfigError, KeyFileError, XysshError
 from .hostscfg import load_hosts
-from .keys import (BEGIN_MARK, KEY_OPTIONS, authorized_keys_line,
-                   default_program, parse_public_keys,
+from .keyline import KEY_OPTIONS, authorized_keys_line, default_program
+from .keys import (BEGIN_MARK, parse_public_keys,
                    prepare_authorized_keys, read_lines, registry_lock,
                    remove_stale_temporaries, revocation_list,
                    split_authorized_keys, write_authorized_keys,
@@ -144,7 +144,8 @@ class KeyAdmin:
     def check(self) -> 'list[str]':
         """Return every disagreement between authorized_keys and registry."""
         records = read_all_records(self.registry)
-        problems = self._check_revocation_list(records)
+        problems = self._check_lookup() + \
+            self._check_revocation_list(records)
         by_fingerprint = {record.fingerprint: record for record in records}
 
         try:
@@ -232,6 +233,21 @@ class KeyAdmin:
                                 % (record.fingerprint, record.host))
 
         return problems
+
+    def _check_lookup(self) -> 'list[str]':
+        """With lookup = yes, check the program sshd would run."""
+        if not self.server.flag('lookup'):
+            return []
+
+        unsafe = unsafe_command_path(self.program)
+
+        if unsafe is None:
+            return []
+
+        return ['AuthorizedKeysCommand %s: %s; sshd would refuse every '
+                'key ("Unsafe AuthorizedKeysCommand"): install xyssh in '
+                'root-owned directories, such as /opt/xyssh'
+                % (self.program, unsafe)]
 
     def _check_revocation_list(self, records: 'list[KeyRecord]'
                                ) -> 'list[str]':
@@ -505,6 +521,41 @@ def probe_shell(account, home: 'str | None' = None) -> 'list[str]':
                     'utf-8', 'replace'), home)]
 
     return []
+
+
+def unsafe_command_path(path: str) -> 'str | None':
+    """Say why sshd would refuse PATH as AuthorizedKeysCommand, or None.
+
+    sshd resolves symlinks, then wants the file and every directory up
+    to / owned by root and writable by no one else; otherwise it logs
+    "Unsafe AuthorizedKeysCommand" and refuses every key.
+    """
+    real = os.path.realpath(path)
+
+    try:
+        status = os.stat(real)
+    except OSError as exc:
+        return '%s: %s' % (real, exc.strerror)
+
+    if status.st_uid != 0 or status.st_mode & 0o022:
+        return 'file %s is owned by uid %d with mode %04o (sshd wants ' \
+            'root and no group or other write)' % (
+                real, status.st_uid, status.st_mode & 0o7777)
+
+    directory = os.path.dirname(real)
+
+    while True:
+        status = os.stat(directory)
+
+        if status.st_uid != 0 or status.st_mode & 0o022:
+            return 'directory %s is owned by uid %d with mode %04o (sshd ' \
+                'wants root and no group or other write)' % (
+                    directory, status.st_uid, status.st_mode & 0o7777)
+
+        if directory == '/':
+            return None
+
+        directory = os.path.dirname(directory)
 
 
 def active_count(records: 'list[KeyRecord]') -> int:

@@ -276,6 +276,15 @@ def keys_list(state: State, as_json: bool) -> None:
                              zip(row, widths + [0])).rstrip())
 
 
+@keys.command('lookup', context_settings={'ignore_unknown_options': True})
+@click.argument('args', nargs=-1, type=click.UNPROCESSED)
+def keys_lookup(args: 'tuple[str, ...]') -> None:
+    """AuthorizedKeysCommand: print the line for USER FINGERPRINT (sshd's
+    %u %f), or nothing; see README.rst."""
+    from .lookup import main
+    sys.exit(main(list(args)))
+
+
 @keys.command('revoke')
 @click.argument('fingerprint')
 @click.pass_obj

@@ -42,6 +42,9 @@ SERVER_DEFAULTS = {
     'revoked_keys': '/var/lib/xyssh/revoked_keys',
     # The program written into command=; empty: the running xyssh.
     'command': '',
+    # yes: sshd finds keys with "xyssh keys lookup" (AuthorizedKeysCommand),
+    # and "keys check" checks what sshd demands of that program's path.
+    'lookup': 'no',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
     'require_auth_info': 'no',
 }

@@ -17,6 +17,13 @@ def main() -> int:
         # up, so skip the interpreter's shutdown (a few ms per login).
         os._exit(receive(sys.argv[2:]))
 
+    lookup = _lookup_arguments(sys.argv[1:])
+
+    if lookup is not None:
+        # sshd runs this twice per login: no click either.
+        from .lookup import main as run_lookup
+        os._exit(run_lookup(lookup))
+
     import click
 
     from .cli import cli
@@ -32,6 +39,22 @@ def main() -> int:
     except click.Abort:
         sys.stderr.write('xyssh: interrupted\n')
         return 1
+
+
+def _lookup_arguments(argv: 'list[str]') -> 'list[str] | None':
+    """Return the arguments of "[--config P] keys lookup ...", or None."""
+    head = []
+
+    while argv[:1] == ['--config'] and len(argv) > 1 or \
+            argv[:1] and argv[0].startswith('--config='):
+        step = 1 if argv[0].startswith('--config=') else 2
+        head += argv[:step]
+        argv = argv[step:]
+
+    if argv[:2] != ['keys', 'lookup'] or '--help' in argv or '-h' in argv:
+        return None
+
+    return head + argv[2:]
 
 
 def xymon_ssh() -> int:

@@ -9,10 +9,9 @@ asyncssh check the key.
 import contextlib
 import os
 import re
-import shlex
-import sys
 
 from .errors import KeyFileError
+from .keyline import authorized_keys_line
 from .registry import KeyRecord, fingerprint_of_line, record_path
 
 BEGIN_MARK = '# BEGIN xyssh managed keys: change with "xyssh keys", ' \
@@ -23,9 +22,6 @@ TEMPORARY_MARK = '.xyssh-'
 # Options on every managed line.  "restrict" alone covers the others on
 # OpenSSH 7.2 and later; they are spelt out so that an older sshd, or an
 # admin reading the file, sees the same thing.
-KEY_OPTIONS = ('restrict', 'no-pty', 'no-port-forwarding',
-               'no-agent-forwarding', 'no-X11-forwarding', 'no-user-rc')
-
 # Another key inside a comment: "cat a.pub b.pub" where a.pub had no
 # final newline puts both on one line, and sshd would see only the first.
 _JOINED_KEY = re.compile(r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|'
@@ -245,28 +241,6 @@ def _fsync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
-def receive_command(program: str, config_path: str,
-                    fingerprint: str) -> str:
-    """Return the command= value that runs the forced command for a key.
-
-    sshd hands this string to the account's shell, so each word is
-    shell-quoted; inside the option's double quotes a double quote is
-    written \\" (sshd undoes that and nothing else: a backslash stays).
-    """
-    words = [program, 'receive', '--config', config_path,
-             '--fp', fingerprint]
-    command = ' '.join(shlex.quote(word) for word in words)
-    return command.replace('"', '\\"')
-
-
-def authorized_keys_line(record: KeyRecord, program: str,
-                         config_path: str) -> str:
-    """Return the managed authorized_keys line for an active key."""
-    command = receive_command(program, config_path, record.fingerprint)
-    options = ','.join(KEY_OPTIONS) + ',command="%s"' % command
-    return '%s %s' % (options, record.key)
-
-
 def managed_block(records: 'list[KeyRecord]', program: str,
                   config_path: str) -> 'list[str]':
     """Return the managed block's lines, markers included."""
@@ -398,11 +372,3 @@ def write_revocation_list(path: str, data: bytes) -> None:
     write_atomically(path, data, 0o644)
 
 
-def default_program() -> str:
-    """Return the absolute path of the xyssh program now running."""
-    beside = os.path.join(os.path.dirname(sys.executable), 'xyssh')
-
-    if os.path.isfile(beside):
-        return beside
-
-    return os.path.abspath(sys.argv[0])

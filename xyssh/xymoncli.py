@@ -190,16 +190,3 @@ def main(argv: 'list[str] | None' = None) -> int:
             replied = True
 
     return next((status for status in statuses if status), EXIT_OK)
-
-    for answer in outcome.answers:
-        if answer is not None and answer.exit_status:
-            sys.stderr.write('xymon-ssh: server %s: %s\n'
-                             % (destination.label, answer.text))
-
-    first = outcome.answers[0]
-
-    if want_reply and first is not None and not first.exit_status:
-        sys.stdout.buffer.write(first.reply)
-        sys.stdout.buffer.flush()
-
-    return outcome.exit_status
