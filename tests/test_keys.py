@@ -20,6 +20,7 @@ import pytest
 from conftest import HOSTS_CFG, XYSSH, Device
 from xyssh import keys as xkeys
 from xyssh.admin import KeyAdmin, probe_shell
+from xyssh.keyline import shell_quote
 from xyssh.config import load_config
 from xyssh.sandbox import make_keypair
 
@@ -1151,3 +1152,10 @@ def test_c16_keys_crlf_no_newline_and_shared_file_log_in(deployment):
     data = deployment.authorized_keys.read_bytes()
     assert b'\r' not in data
     assert b' ops team laptop 2024\n' in data
+
+
+@pytest.mark.parametrize('word', [
+    '/opt/xyssh/bin/xyssh', '/etc/xymon/xyssh.cfg', 'SHA256:a+b/c=',
+    '/srv/my configs/x.cfg', "it's", '', 'a"b', '$HOME', 'é'])
+def test_light_shell_quoting_matches_shlex(word):
+    assert shell_quote(word) == shlex.quote(word)
