@@ -660,12 +660,13 @@ def test_list_shows_host_fingerprint_type_state_created_comment(server):
     header, row = server.ok('keys', 'list').splitlines()
 
     assert header.split() == ['HOST', 'FINGERPRINT', 'TYPE', 'STATE',
-                              'CREATED', 'LAST', 'SEEN', 'COMMENT']
+                              'CREATED', 'LAST', 'SEEN', 'EXPIRES',
+                              'COMMENT']
     words = row.split()
     assert words[:4] == [WEB01, keygen_fingerprint(pub), 'ssh-ed25519',
                          'active']
     assert CREATED.match(words[4])
-    assert words[5] == 'never'
+    assert words[5:7] == ['never', '-']
     assert row.endswith('  ops team laptop 2024')
 
 
@@ -679,7 +680,8 @@ def test_list_json_gives_every_field(server):
     assert entry == {'host': DB01, 'fingerprint': keygen_fingerprint(pub),
                      'type': 'ssh-ed25519', 'state': 'active',
                      'allow': ['status', 'combo', 'client', 'data'],
-                     'comment': 'db01 agent', 'last_seen': None}
+                     'comment': 'db01 agent', 'last_seen': None,
+                     'expires': None}
 
 
 def test_revoke_marks_key_revoked_and_removes_its_line(server):

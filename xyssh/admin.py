@@ -8,6 +8,7 @@ managed block of authorized_keys, rewritten atomically.
 
 import os
 import pwd
+import time
 
 from .errors import ConfigError, KeyFileError, XysshError
 from .hostscfg import load_hosts
@@ -18,7 +19,8 @@ from .keys import (BEGIN_MARK, parse_public_keys,
                    split_authorized_keys, write_authorized_keys,
                    write_record, write_revocation_list)
 from .registry import (DEFAULT_ALLOW, KeyRecord, fingerprint_of_line,
-                       is_fingerprint, read_all_records, read_record)
+                       is_fingerprint, read_all_records, read_record,
+                       utc_stamp)
 from .log import log_event
 from .policy import grantable
 
@@ -137,6 +139,56 @@ class KeyAdmin:
                   % (record.fingerprint, record.host))
         return record
 
+    def rotate(self, fingerprint: str, raw: bytes,
+               grace_seconds: int) -> 'tuple[KeyRecord, KeyRecord]':
+        """Register the key in RAW in place of FINGERPRINT's key.
+
+        The new key gets the old one's host and grants.  The old key
+        keeps working for GRACE_SECONDS (its line gets sshd's
+        expiry-time), so a device that never switches over is not locked
+        out before someone notices.  Returns (old, new).
+        """
+        [key] = parse_public_keys(raw, 'the new key')
+
+        with registry_lock(self.registry):
+            old = read_record(self.registry, fingerprint)
+
+            if old is None or old.state != 'active':
+                raise KeyFileError('key %s is not active; only an active '
+                                   'key can be rotated' % fingerprint)
+
+            records = read_all_records(self.registry)
+
+            if any(record.fingerprint == key.fingerprint
+                   for record in records):
+                raise KeyFileError('key %s is already registered'
+                                   % key.fingerprint)
+
+            _, pins = self._canonical_host(old.host)
+
+            if pins is not None and key.fingerprint not in pins:
+                raise KeyFileError('hosts.cfg pins %s to other keys '
+                                   '(SSHKEY: tags); add SSHKEY:%s to its '
+                                   'line first' % (old.host,
+                                                   key.fingerprint))
+
+            new = KeyRecord(key.fingerprint, old.host, key.text,
+                            allow=old.allow)
+            old.state = 'retiring'
+            old.expires = utc_stamp(time.time() + grace_seconds)
+            self._clean_up()
+            others = [record for record in records
+                      if record.fingerprint != old.fingerprint]
+            files = self._prepare(others + [old, new])
+            write_record(self.registry, new)
+            write_record(self.registry, old)
+            self._install(files)
+
+        log_event('info', 'key rotated fp=%s host=%s new=%s expires=%s'
+                  % (old.fingerprint, old.host, new.fingerprint,
+                     old.expires))
+        return old, new
+
     def records(self) -> 'list[KeyRecord]':
         """Return every registered key."""
         return read_all_records(self.registry)
@@ -207,7 +259,7 @@ class KeyAdmin:
                 where, line, options, fingerprint, record))
 
         for record in records:
-            if record.state == 'active' and record.fingerprint not in seen:
+            if record.usable() and record.fingerprint not in seen:
                 problems.append('%s: key %s of %s is missing'
                                 % (self.authorized_keys, record.fingerprint,
                                    record.host))
@@ -309,7 +361,8 @@ class KeyAdmin:
             problems.append('%s: no restrict option' % where)
 
         unknown = [name for name in names if name not in
-                   [option.lower() for option in KEY_OPTIONS] + ['command']]
+                   [option.lower() for option in KEY_OPTIONS] +
+                   ['command', 'expiry-time']]
 
         if unknown:
             problems.append('%s: unexpected options %s'
@@ -318,10 +371,11 @@ class KeyAdmin:
         if record is None:
             problems.append('%s: key %s is not in the registry'
                             % (where, fingerprint))
-        elif record.state != 'active':
+        elif not record.usable():
             problems.append('%s: key %s of %s is %s but still in the file'
                             % (where, fingerprint, record.host,
-                               record.state))
+                               record.state if record.state != 'retiring'
+                               else 'past its expiry'))
         elif line != authorized_keys_line(record, self.program,
                                           self.config.path):
             problems.append('%s: line for %s differs from the registry; '

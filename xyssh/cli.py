@@ -164,6 +164,33 @@ def status(state: State) -> None:
             click.echo(line)
 
 
+@cli.command()
+@click.option('--timeout', type=click.IntRange(1, 3600), default=None,
+              help='Seconds to wait for each server.')
+@click.pass_obj
+def rotate(state: State, timeout: 'int | None') -> None:
+    """Replace this device's key on every configured server.
+
+    The new key is used only once every server has taken it and it has
+    logged in everywhere; the old key is kept as IDENTITY.old and keeps
+    working on the servers for their grace period.
+    """
+    from .registry import fingerprint_of_line
+    from .rotation import RotationError, rotate as rotate_key
+
+    _client, servers = _sender(state, timeout)
+
+    try:
+        public = rotate_key(servers, _quiet, click.echo)
+    except RotationError as err:
+        click.echo('xyssh: %s' % err.text, err=True)
+        sys.exit(err.exit_status)
+
+    click.echo('now using %s (%s); the old key is %s.old'
+               % (servers[0].identity, fingerprint_of_line(public),
+                  servers[0].identity))
+
+
 def _sender(state: State, timeout: 'int | None'):
     """Return the [client] section and its servers, or exit 26."""
     from .client import EXIT_CONFIG, destinations
@@ -237,7 +264,7 @@ def _warn(admin) -> None:
 @click.pass_obj
 def keys_list(state: State, as_json: bool) -> None:
     """List registered keys: host, fingerprint, type, state, created,
-    last seen."""
+    last seen, expiry of a retiring key."""
     import time
 
     from .registry import last_seen
@@ -259,17 +286,19 @@ def keys_list(state: State, as_json: bool) -> None:
             'created': record.created,
             'last_seen': when(seen[record.fingerprint])
             if seen[record.fingerprint] is not None else None,
+            'expires': record.expires or None,
             'allow': list(record.allow), 'comment': record.comment}
             for record in records], indent=2))
         return
 
     rows = [('HOST', 'FINGERPRINT', 'TYPE', 'STATE', 'CREATED',
-             'LAST SEEN', 'COMMENT')]
+             'LAST SEEN', 'EXPIRES', 'COMMENT')]
     rows += [(record.host, record.fingerprint, record.key_type,
               record.state, record.created,
-              when(seen[record.fingerprint]), record.comment)
+              when(seen[record.fingerprint]), record.expires or '-',
+              record.comment)
              for record in records]
-    widths = [max(len(row[column]) for row in rows) for column in range(6)]
+    widths = [max(len(row[column]) for row in rows) for column in range(7)]
 
     for row in rows:
         click.echo('  '.join(value.ljust(width) for value, width in

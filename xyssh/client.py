@@ -35,7 +35,12 @@ EXIT_CONFIG = 26
 _SERVER_STATUS = {65: EXIT_REFUSED, 77: EXIT_REFUSED,
                   75: EXIT_XYMOND_DOWN}
 
+# The protocol's words for SSH_ORIGINAL_COMMAND: send framed messages;
+# only log in and hear "ok" (a new key's test push); replace the key that
+# logged in by the public key in the one frame.
 SEND_COMMAND = 'xyssh-send'
+CHECK_COMMAND = 'xyssh-check'
+ROTATE_COMMAND = 'xyssh-rotate'
 
 
 class SendFailure(Exception):
@@ -207,7 +212,8 @@ def _host_key_learner(destination: Destination, debug):
 
 
 async def _exchange(destination: Destination, frames: 'list[bytes]',
-                    debug, warn) -> 'list[Answer]':
+                    debug, warn, command: str = SEND_COMMAND
+                    ) -> 'list[Answer]':
     """Connect, send every frame, return the server's answer to each."""
     import asyncssh
 
@@ -246,12 +252,12 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
                           % (destination.label, _reason(exc))) from None
 
     async with connection:
-        process = await connection.create_process(SEND_COMMAND,
+        process = await connection.create_process(command,
                                                   encoding=None)
         writer = asyncio.ensure_future(_write_frames(process, frames))
 
         try:
-            answers = await _read_answers(process, len(frames),
+            answers = await _read_answers(process, max(1, len(frames)),
                                           destination, warn)
         except SendFailure as failure:
             # What the server printed is often the only clue, say when
@@ -409,7 +415,8 @@ def _reason(exc: BaseException) -> str:
 
 def send_messages(destination: Destination, messages: 'list[bytes]',
                   debug=lambda text: None, warn=lambda text: None,
-                  timeout: 'float | None' = None) -> 'list[Answer]':
+                  timeout: 'float | None' = None,
+                  command: str = SEND_COMMAND) -> 'list[Answer]':
     """Deliver MESSAGES in one SSH session; return an Answer for each.
 
     Raises SendFailure when nothing could be delivered (cannot connect,
@@ -420,7 +427,7 @@ def send_messages(destination: Destination, messages: 'list[bytes]',
 
     async def run() -> 'list[Answer]':
         return await asyncio.wait_for(_exchange(destination, frames, debug,
-                                                warn),
+                                                warn, command),
                                       timeout or destination.timeout)
 
     try:

@@ -40,6 +40,8 @@ SERVER_DEFAULTS = {
     # The OpenSSH key revocation list xyssh keeps for sshd's RevokedKeys;
     # empty: none is written.
     'revoked_keys': '/var/lib/xyssh/revoked_keys',
+    # Days a key replaced by "xyssh rotate" keeps working.
+    'rotation_grace_days': '7',
     # The program written into command=; empty: the running xyssh.
     'command': '',
     # yes: sshd finds keys with "xyssh keys lookup" (AuthorizedKeysCommand),

@@ -29,11 +29,14 @@ from .hostscfg import load_hosts
 from .intake import Intake, refuse
 from .registry import (fingerprint_of_line, is_fingerprint, mark_seen,
                        read_record)
-from .log import log_event, setup_logging
+from .log import audit, log_event, setup_logging
 from .policy import Limits
 from .xymond import parse_address
 
-ALLOWED_COMMANDS = ('', 'xyssh-send')
+ALLOWED_COMMANDS = ('', 'xyssh-send', 'xyssh-check', 'xyssh-rotate')
+
+# KiB: a new public key line is far below this.
+MAX_KEY_KIB = 16
 USAGE = 'usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT'
 
 
@@ -222,8 +225,61 @@ def main(argv: 'list[str]') -> int:
         _answer_error(err)
         return err.exit_status
 
-    return _serve(intake, StdinReader(server.number('idle_timeout', 1),
-                                      server.number('message_time', 1)))
+    reader = StdinReader(server.number('idle_timeout', 1),
+                         server.number('message_time', 1))
+    command = os.environ.get('SSH_ORIGINAL_COMMAND', '')
+
+    if command == 'xyssh-check':
+        return _check_only(intake)
+
+    if command == 'xyssh-rotate':
+        return _rotate(config, intake, reader)
+
+    return _serve(intake, reader)
+
+
+def _check_only(intake: Intake) -> int:
+    """Answer "ok" without a message: the key logs in and is usable.
+
+    The device's test push with a new key before it switches over.
+    """
+    audit('accepted', fp=intake.key.fingerprint, key=intake.key_host,
+          **{'from': intake.peer}, type='check', host=None, test=None,
+          bytes=0, reason=None, detail=None)
+    _write(1, wire.ok_answer(b''))
+    return 0
+
+
+def _rotate(config, intake: Intake, reader: StdinReader) -> int:
+    """Register the new public key in the one frame on stdin in place of
+    the key that logged in.  The identity is the login's, never the
+    request's: a key can only ever replace itself."""
+    fingerprint = intake.key.fingerprint
+
+    try:
+        data = _read_frame(reader, Limits(MAX_KEY_KIB, MAX_KEY_KIB, MAX_KEY_KIB), 0)
+        from .admin import KeyAdmin
+        old, new = KeyAdmin(config).rotate(
+            fingerprint, data or b'',
+            config.server.number('rotation_grace_days', 0) * 86400)
+    except XysshError as err:
+        refuse(err, fingerprint, intake.peer, intake.key_host)
+        _answer_error(err)
+        return err.exit_status
+    except OSError as exc:
+        err = ConfigError('cannot write the registry or authorized_keys: '
+                          '%s' % exc.strerror)
+        refuse(err, fingerprint, intake.peer, intake.key_host)
+        _answer_error(err)
+        return err.exit_status
+
+    audit('accepted', fp=fingerprint, key=intake.key_host,
+          **{'from': intake.peer}, type='rotate', host=None, test=None,
+          bytes=len(data), reason=None,
+          detail='new key %s; this one retires at %s'
+          % (new.fingerprint, old.expires))
+    _write(1, wire.ok_answer(b''))
+    return 0
 
 
 def _open_intake(config, fingerprint: str, peer: str) -> Intake:
@@ -241,10 +297,11 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
     if record is None:
         raise NotPermitted('this key is not registered')
 
-    if record.state != 'active':
+    if not record.usable():
         # The log line says so: a revoked key still trying is news.
         raise NotPermitted('this key was revoked' if record.state ==
-                           'revoked' else 'this key is %s' % record.state)
+                           'revoked' else 'this key was rotated and its '
+                           'grace period ended at %s' % record.expires)
 
     mark_seen(registry, fingerprint)
 

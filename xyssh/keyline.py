@@ -41,10 +41,20 @@ def receive_command(program: str, config_path: str,
 
 
 def authorized_keys_line(record, program: str, config_path: str) -> str:
-    """Return the managed authorized_keys line for an active key."""
+    """Return the managed authorized_keys line for a usable key.
+
+    A retiring key carries sshd's expiry-time, so it stops working when
+    its grace period ends even if nothing rewrites the file by then.
+    """
     command = receive_command(program, config_path, record.fingerprint)
-    options = ','.join(KEY_OPTIONS) + ',command="%s"' % command
-    return '%s %s' % (options, record.key)
+    options = ','.join(KEY_OPTIONS)
+
+    if record.state == 'retiring':
+        # 2026-01-31T23:59:59Z -> 20260131235959Z (UTC).
+        options += ',expiry-time="%sZ"' % ''.join(
+            char for char in record.expires if char.isdigit())
+
+    return '%s,command="%s" %s' % (options, command, record.key)
 
 
 def default_program() -> str:

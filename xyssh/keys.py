@@ -248,7 +248,7 @@ def managed_block(records: 'list[KeyRecord]', program: str,
 
     for record in sorted(records, key=lambda record: (
             record.host.lower(), record.created, record.fingerprint)):
-        if record.state == 'active':
+        if record.usable():
             lines.append(authorized_keys_line(record, program, config_path))
 
     lines.append(END_MARK)

@@ -13,7 +13,7 @@ import time
 
 from .errors import ConfigError, KeyFileError
 
-STATES = ('active', 'revoked')
+STATES = ('active', 'retiring', 'revoked')
 DEFAULT_ALLOW = ('status', 'combo', 'client', 'data')
 
 _FIELDS = ('fingerprint', 'host', 'state', 'allow', 'created', 'key')
@@ -65,14 +65,24 @@ class KeyRecord:
 
     def __init__(self, fingerprint: str, host: str, key: str,
                  state: str = 'active', allow: 'tuple[str, ...]' =
-                 DEFAULT_ALLOW, created: str = '') -> None:
+                 DEFAULT_ALLOW, created: str = '', expires: str = '') -> None:
         self.fingerprint = fingerprint
         self.host = host
         self.key = key
         self.state = state
         self.allow = tuple(allow)
-        self.created = created or time.strftime('%Y-%m-%dT%H:%M:%SZ',
-                                                time.gmtime())
+        self.created = created or utc_stamp()
+        # Only a retiring key has one: when its grace period ends.
+        self.expires = expires
+
+    def usable(self, now: 'str | None' = None) -> bool:
+        """Tell whether the key may log in: active, or retiring and not
+        yet past its expiry (NOW and expiry are utc_stamp() strings)."""
+        if self.state == 'active':
+            return True
+
+        return self.state == 'retiring' and \
+            (now or utc_stamp()) < self.expires
 
     @property
     def key_type(self) -> str:
@@ -90,8 +100,15 @@ class KeyRecord:
         values = {'fingerprint': self.fingerprint, 'host': self.host,
                   'state': self.state, 'allow': ' '.join(self.allow),
                   'created': self.created, 'key': self.key}
-        return ''.join('%s: %s\n' % (name, values[name])
+        text = ''.join('%s: %s\n' % (name, values[name])
                        for name in _FIELDS)
+        return text + ('expires: %s\n' % self.expires if self.expires
+                       else '')
+
+
+def utc_stamp(seconds: 'float | None' = None) -> str:
+    """Return SECONDS (default now) as 2026-01-31T23:59:59Z."""
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(seconds))
 
 
 def record_path(registry: str, fingerprint: str) -> str:
@@ -170,7 +187,7 @@ def _parse_record(text: str, path: str) -> KeyRecord:
 
     return KeyRecord(values['fingerprint'], values['host'], values['key'],
                      values['state'], tuple(values['allow'].split()),
-                     values['created'])
+                     values['created'], values.get('expires', ''))
 
 
 def read_all_records(registry: str) -> 'list[KeyRecord]':
