@@ -127,3 +127,29 @@ def test_a_failed_rotation_keeps_the_old_key_in_use(deployment, web01):
     assert rotated.returncode == 5
     assert sent.returncode == 0, sent.stderr
     assert _keys(deployment)[web01.fingerprint]['state'] == 'active'
+
+
+def test_server_asks_and_the_next_report_rotates_the_key(deployment,
+                                                        web01):
+    old_private = web01.private.read_bytes()
+    asked = deployment.xyssh('keys', 'rotate', 'WEB01.example.com')
+
+    first = web01.send('127.0.0.1', STATUS)
+    keys = _keys(deployment)
+    second = web01.send('127.0.0.1', STATUS)
+
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.decode() == 'rotation requested for ' \
+        'web01.example.com %s\n' % web01.fingerprint
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == b''
+    assert b'the server asked for a new device key: now using SHA256:' \
+        in first.stderr
+    assert web01.private.read_bytes() != old_private
+    assert keys[web01.fingerprint]['state'] == 'retiring'
+    assert sorted(entry['state'] for entry in keys.values()) == \
+        ['active', 'retiring']
+    # The new key is not asked again.
+    assert second.returncode == 0
+    assert second.stderr == b''
+    assert deployment.tap.wait_for(2) == [STATUS.encode()] * 2

@@ -189,6 +189,27 @@ class KeyAdmin:
                      old.expires))
         return old, new
 
+    def request_rotation(self, host: str) -> 'list[KeyRecord]':
+        """Mark HOST's active keys: the device rotates at its next login."""
+        canonical, _ = self._canonical_host(host)
+
+        with registry_lock(self.registry):
+            marked = [record for record in read_all_records(self.registry)
+                      if record.host.lower() == canonical.lower() and
+                      record.state == 'active']
+
+            if not marked:
+                raise KeyFileError('%s has no active key' % canonical)
+
+            for record in marked:
+                record.rotate_requested = True
+                write_record(self.registry, record)
+
+        log_event('info', 'key rotation requested host=%s keys=%s'
+                  % (canonical, ','.join(record.fingerprint
+                                         for record in marked)))
+        return marked
+
     def records(self) -> 'list[KeyRecord]':
         """Return every registered key."""
         return read_all_records(self.registry)

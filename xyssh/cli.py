@@ -314,6 +314,16 @@ def keys_lookup(args: 'tuple[str, ...]') -> None:
     sys.exit(main(list(args)))
 
 
+@keys.command('rotate')
+@click.argument('host')
+@click.pass_obj
+def keys_rotate(state: State, host: str) -> None:
+    """Ask HOST's device to replace its key at its next report."""
+    for record in _admin_call(state.admin().request_rotation, host):
+        click.echo('rotation requested for %s %s' % (record.host,
+                                                     record.fingerprint))
+
+
 @keys.command('revoke')
 @click.argument('fingerprint')
 @click.pass_obj

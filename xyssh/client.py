@@ -40,6 +40,8 @@ _SERVER_STATUS = {65: EXIT_REFUSED, 77: EXIT_REFUSED,
 # logged in by the public key in the one frame.
 SEND_COMMAND = 'xyssh-send'
 CHECK_COMMAND = 'xyssh-check'
+# A line the server writes on stderr to ask something of the device.
+NOTICE = 'xyssh-notice: '
 ROTATE_COMMAND = 'xyssh-rotate'
 
 
@@ -65,6 +67,9 @@ class Answer:
         self.exit_status = exit_status
         self.reply = reply
         self.text = text
+        # What the server asked of the device in this session, from its
+        # "xyssh-notice: WORD" lines on stderr (such as "rotate").
+        self.notices = frozenset()
 
 
 class Destination:
@@ -281,6 +286,14 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
                               'session without an exit status; the last '
                               'message may not have been delivered'
                               % destination.label)
+
+    notices = frozenset(
+        line[len(NOTICE):].strip() for line in
+        stderr.decode('ascii', 'replace').splitlines()
+        if line.startswith(NOTICE))
+
+    for answer in answers:
+        answer.notices = notices
 
     return answers
 

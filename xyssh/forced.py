@@ -235,6 +235,10 @@ def main(argv: 'list[str]') -> int:
     if command == 'xyssh-rotate':
         return _rotate(config, intake, reader)
 
+    if intake.key.rotate_requested:
+        # Said first, on stderr, where the answers cannot be disturbed.
+        _write(2, b'xyssh-notice: rotate\n')
+
     return _serve(intake, reader)
 
 

@@ -74,6 +74,9 @@ class KeyRecord:
         self.created = created or utc_stamp()
         # Only a retiring key has one: when its grace period ends.
         self.expires = expires
+        # Set by "xyssh keys rotate HOST": the device is told at its next
+        # login to replace this key.
+        self.rotate_requested = False
 
     def usable(self, now: 'str | None' = None) -> bool:
         """Tell whether the key may log in: active, or retiring and not
@@ -103,7 +106,8 @@ class KeyRecord:
         text = ''.join('%s: %s\n' % (name, values[name])
                        for name in _FIELDS)
         return text + ('expires: %s\n' % self.expires if self.expires
-                       else '')
+                       else '') + \
+            ('rotate: requested\n' if self.rotate_requested else '')
 
 
 def utc_stamp(seconds: 'float | None' = None) -> str:
@@ -185,9 +189,12 @@ def _parse_record(text: str, path: str) -> KeyRecord:
         raise KeyFileError('%s: damaged registry record (%s)'
                            % (path, ', '.join(missing) or 'state'))
 
-    return KeyRecord(values['fingerprint'], values['host'], values['key'],
-                     values['state'], tuple(values['allow'].split()),
-                     values['created'], values.get('expires', ''))
+    record = KeyRecord(values['fingerprint'], values['host'],
+                       values['key'], values['state'],
+                       tuple(values['allow'].split()), values['created'],
+                       values.get('expires', ''))
+    record.rotate_requested = values.get('rotate') == 'requested'
+    return record
 
 
 def read_all_records(registry: str) -> 'list[KeyRecord]':

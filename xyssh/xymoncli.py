@@ -146,8 +146,8 @@ def main(argv: 'list[str] | None' = None) -> int:
 
     try:
         config = load_config(config_path(options.config))
-        groups = route(options.words[0],
-                       destinations(config.client, options.timeout))
+        servers = destinations(config.client, options.timeout)
+        groups = route(options.words[0], servers)
         spools = [open_spool(config.client, group) for group in groups]
     except ConfigError as err:
         sys.stderr.write('xymon-ssh: %s\n' % err.detail)
@@ -163,6 +163,7 @@ def main(argv: 'list[str] | None' = None) -> int:
     start_delay(config.client, debug)
     statuses = []
     replied = False
+    notices = set()
 
     for group, spool in zip(groups, spools):
         debug('sending %d message(s) to %s as %s' % (
@@ -180,6 +181,8 @@ def main(argv: 'list[str] | None' = None) -> int:
                                  % (outcome.destination.label, answer.text))
 
         first = outcome.answers[0]
+        notices.update(*(answer.notices for answer in outcome.answers
+                         if answer is not None))
 
         # With several servers, the reply of the first that took the
         # message is the one printed, as xymon does.
@@ -189,4 +192,27 @@ def main(argv: 'list[str] | None' = None) -> int:
             sys.stdout.buffer.flush()
             replied = True
 
+    if 'rotate' in notices:
+        _rotate_as_asked(servers, debug)
+
     return next((status for status in statuses if status), EXIT_OK)
+
+
+def _rotate_as_asked(servers, debug) -> None:
+    """Replace the device key because a server asked for it.
+
+    The reports went first; a rotation that fails is said on stderr and
+    tried again at the next run, since the server keeps asking.
+    """
+    from .registry import fingerprint_of_line
+    from .rotation import RotationError, rotate
+
+    try:
+        public = rotate(servers, debug, debug)
+    except RotationError as err:
+        sys.stderr.write('xymon-ssh: warning: the server asked for a new '
+                         'device key, but rotating failed: %s\n' % err.text)
+        return
+
+    sys.stderr.write('xymon-ssh: the server asked for a new device key: '
+                     'now using %s\n' % fingerprint_of_line(public))
