@@ -198,6 +198,28 @@ def make_deployment(tmp_path, xymond):
 
 
 @pytest.fixture
+def make_lookup_deployment(make_deployment, tmp_path):
+    """Return a factory for deployments whose sshd asks "xyssh keys
+    lookup" for every key (authorized_keys is not read at all)."""
+    made = []
+
+    def make(**server_options: str) -> Deployment:
+        # sshd_config must name xyssh.cfg before the deployment writes
+        # it: a fixed path, linked to the real file afterwards.
+        config = tmp_path / ('lookup%d.cfg' % len(made))
+        deployment = make_deployment(
+            sshd_config='AuthorizedKeysFile none\n'
+            'AuthorizedKeysCommand %s --config %s keys lookup %%u %%f %%t '
+            '%%k\nAuthorizedKeysCommandUser root\nLoginGraceTime 10\n'
+            % (XYSSH, config), lookup='yes', **server_options)
+        os.symlink(deployment.config, config)
+        made.append(deployment)
+        return deployment
+
+    return make
+
+
+@pytest.fixture
 def deployment(make_deployment):
     """A deployment with default server settings."""
     return make_deployment()

@@ -18,22 +18,9 @@ EXIT_AUTH = 23
 STATUS = 'status %s.cpu green ok'
 
 
-def _deployment(make_deployment, tmp_path):
-    """Return a lookup-mode deployment (its config path is only known
-    once it exists, so the sshd line names it through a fixed path)."""
-    config = tmp_path / 'lookup.cfg'
-    deployment = make_deployment(
-        sshd_config='AuthorizedKeysFile none\n'
-        'AuthorizedKeysCommand %s --config %s keys lookup %%u %%f\n'
-        'AuthorizedKeysCommandUser root\nLoginGraceTime 10\n'
-        % (XYSSH, config), lookup='yes')
-    os.symlink(deployment.config, config)
-    return deployment
-
-
 def test_devices_log_in_through_lookup_and_revoked_keys_do_not(
-        make_deployment, tmp_path):
-    deployment = _deployment(make_deployment, tmp_path)
+        make_lookup_deployment):
+    deployment = make_lookup_deployment()
     web01 = deployment.add_device('web01.example.com')
     db01 = deployment.add_device('db01.example.com')
     revoked = deployment.xyssh('keys', 'revoke', db01.fingerprint)

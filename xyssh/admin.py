@@ -20,7 +20,7 @@ from .keys import (BEGIN_MARK, parse_public_keys,
                    write_record, write_revocation_list)
 from .registry import (DEFAULT_ALLOW, KeyRecord, fingerprint_of_line,
                        is_fingerprint, read_all_records, read_record,
-                       utc_stamp)
+                       record_path, utc_stamp)
 from .log import log_event
 from .policy import grantable
 
@@ -188,6 +188,78 @@ class KeyAdmin:
                   % (old.fingerprint, old.host, new.fingerprint,
                      old.expires))
         return old, new
+
+    def enrol(self, raw: bytes, host: str, state: str) -> KeyRecord:
+        """Record the key in RAW for HOST as pending or offered."""
+        canonical, pins = self._canonical_host(host)
+        [key] = parse_public_keys(raw, 'the enrolled key')
+
+        if pins is not None and key.fingerprint not in pins:
+            raise KeyFileError('hosts.cfg pins %s to other keys (SSHKEY: '
+                               'tags)' % canonical)
+
+        record = KeyRecord(key.fingerprint, canonical, key.text,
+                           state=state)
+
+        with registry_lock(self.registry):
+            records = read_all_records(self.registry)
+
+            if any(other.fingerprint == key.fingerprint
+                   for other in records):
+                raise KeyFileError('key %s is already registered'
+                                   % key.fingerprint)
+
+            self._clean_up()
+            files = self._prepare(records + [record])
+            write_record(self.registry, record)
+            self._install(files)
+
+        log_event('info', 'key enrolled fp=%s host=%s state=%s'
+                  % (record.fingerprint, canonical, state))
+        return record
+
+    def _change_state(self, fingerprint: str, before: 'tuple[str, ...]',
+                      after: 'str | None') -> KeyRecord:
+        """Move a key from a state in BEFORE to AFTER (None: forget it)."""
+        with registry_lock(self.registry):
+            record = read_record(self.registry, fingerprint)
+
+            if record is None or record.state not in before:
+                raise KeyFileError('no %s key %s' % (' or '.join(before),
+                                                     fingerprint))
+
+            records = [other for other in read_all_records(self.registry)
+                       if other.fingerprint != fingerprint]
+
+            if after is not None:
+                record.state = after
+                records.append(record)
+
+            self._clean_up()
+            files = self._prepare(records)
+
+            if after is None:
+                os.unlink(record_path(self.registry, fingerprint))
+            else:
+                write_record(self.registry, record)
+
+            self._install(files)
+
+        log_event('info', 'key %s fp=%s host=%s'
+                  % (after or 'rejected', fingerprint, record.host))
+        return record
+
+    def activate(self, fingerprint: str) -> KeyRecord:
+        """Make a pending key active: it has delivered its first report."""
+        return self._change_state(fingerprint, ('pending',), 'active')
+
+    def approve(self, fingerprint: str) -> KeyRecord:
+        """Accept a key offered without a token."""
+        return self._change_state(fingerprint, ('offered',), 'active')
+
+    def reject(self, fingerprint: str) -> KeyRecord:
+        """Forget a key offered without a token."""
+        return self._change_state(fingerprint, ('offered',), None)
 
     def request_rotation(self, host: str) -> 'list[KeyRecord]':
         """Mark HOST's active keys: the device rotates at its next login."""

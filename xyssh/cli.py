@@ -6,6 +6,7 @@ entry point hands it to xyssh.forced before click is imported.
 
 import json
 import sys
+import time
 
 import click
 
@@ -191,6 +192,39 @@ def rotate(state: State, timeout: 'int | None') -> None:
                   servers[0].identity))
 
 
+@cli.command()
+@click.option('--host', metavar='HOST',
+              help='Without a token: offer the key for this hosts.cfg '
+                   'host, for an admin to approve.')
+@click.option('--timeout', type=click.IntRange(1, 3600), default=None,
+              help='Seconds to wait for the server.')
+@click.argument('token', required=False)
+@click.pass_obj
+def enroll(state: State, host: 'str | None', timeout: 'int | None',
+           token: 'str | None') -> None:
+    """Enrol this device with a token from "xyssh keys enroll".
+
+    Creates the device key if there is none, pins the server's host key
+    named in the token, and registers the key (pending until its first
+    report).  Without a token, --host offers the key for approval.
+    """
+    from .enrolling import EnrolmentError, enrol
+
+    if bool(token) == bool(host):
+        raise CommandError('give a TOKEN, or --host HOST to offer the key '
+                           'for approval')
+
+    _client, servers = _sender(state, timeout)
+
+    try:
+        said = enrol(servers[0], token, host, _quiet)
+    except EnrolmentError as err:
+        click.echo('xyssh: %s' % err.text, err=True)
+        sys.exit(err.exit_status)
+
+    click.echo(said)
+
+
 def _sender(state: State, timeout: 'int | None'):
     """Return the [client] section and its servers, or exit 26."""
     from .client import EXIT_CONFIG, destinations
@@ -312,6 +346,74 @@ def keys_lookup(args: 'tuple[str, ...]') -> None:
     %u %f), or nothing; see README.rst."""
     from .lookup import main
     sys.exit(main(list(args)))
+
+
+@keys.command('enroll')
+@click.option('--expires', default='24h', metavar='TIME',
+              help='How long the token is good for: 30m, 24h, 7d '
+                   '(default 24h).')
+@click.argument('host')
+@click.pass_obj
+def keys_enroll(state: State, expires: str, host: str) -> None:
+    """Print a one-time enrolment token for HOST (see README.rst)."""
+    from .enrolment import create_token, host_key_fingerprint
+
+    seconds = _duration(expires)
+    admin = state.admin()
+    canonical, _ = _admin_call(admin._canonical_host, host)
+    fingerprint = _admin_call(host_key_fingerprint,
+                              admin.server.text('host_key'))
+    token = _admin_call(create_token, admin.registry, canonical, seconds,
+                        fingerprint)
+    click.echo(token)
+    click.echo('xyssh: token for %s, good once, until %s; on the device: '
+               'xyssh enroll TOKEN' % (canonical, time.strftime(
+                   '%Y-%m-%d %H:%M:%S UTC', time.gmtime(
+                       time.time() + seconds))), err=True)
+
+
+def _duration(text: str) -> int:
+    """Return the seconds of "30m", "24h", "7d" (or plain seconds)."""
+    units = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else \
+        (text, 's')
+
+    if not number.isdigit() or int(number) < 1:
+        raise CommandError('--expires %r: use a number with s, m, h or d, '
+                           'such as 24h' % text)
+
+    return int(number) * units[unit]
+
+
+@keys.command('pending')
+@click.pass_obj
+def keys_pending(state: State) -> None:
+    """List keys offered for enrolment without a token."""
+    offered = [record for record in _admin_call(state.admin().records)
+               if record.state == 'offered']
+
+    for record in offered:
+        click.echo('%s  %s  %s  %s  %s' % (
+            record.fingerprint, record.host, record.key_type,
+            record.created, record.comment))
+
+
+@keys.command('approve')
+@click.argument('fingerprint')
+@click.pass_obj
+def keys_approve(state: State, fingerprint: str) -> None:
+    """Accept a key offered for enrolment: it becomes active."""
+    record = _admin_call(state.admin().approve, fingerprint)
+    click.echo('approved %s for %s' % (record.fingerprint, record.host))
+
+
+@keys.command('reject')
+@click.argument('fingerprint')
+@click.pass_obj
+def keys_reject(state: State, fingerprint: str) -> None:
+    """Turn down a key offered for enrolment: it is forgotten."""
+    record = _admin_call(state.admin().reject, fingerprint)
+    click.echo('rejected %s for %s' % (record.fingerprint, record.host))
 
 
 @keys.command('rotate')

@@ -47,6 +47,13 @@ SERVER_DEFAULTS = {
     # yes: sshd finds keys with "xyssh keys lookup" (AuthorizedKeysCommand),
     # and "keys check" checks what sshd demands of that program's path.
     'lookup': 'no',
+    # yes (with lookup = yes): unknown keys may log in to present an
+    # enrolment token or offer themselves for approval, and nothing else.
+    'enrolment': 'no',
+    # Enrolment attempts one address may make in an hour.
+    'enrolment_attempts': '10',
+    # The server's SSH host key whose fingerprint enrolment tokens carry.
+    'host_key': '/etc/ssh/ssh_host_ed25519_key.pub',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
     'require_auth_info': 'no',
 }

@@ -17,6 +17,10 @@ def main() -> int:
         # up, so skip the interpreter's shutdown (a few ms per login).
         os._exit(receive(sys.argv[2:]))
 
+    if len(sys.argv) > 1 and sys.argv[1] == 'enroll-receive':
+        from .forced import enrol_main
+        os._exit(enrol_main(sys.argv[2:]))
+
     lookup = _lookup_arguments(sys.argv[1:])
 
     if lookup is not None:

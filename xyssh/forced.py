@@ -239,7 +239,7 @@ def main(argv: 'list[str]') -> int:
         # Said first, on stderr, where the answers cannot be disturbed.
         _write(2, b'xyssh-notice: rotate\n')
 
-    return _serve(intake, reader)
+    return _serve(intake, reader, config)
 
 
 def _check_only(intake: Intake) -> int:
@@ -284,6 +284,84 @@ def _rotate(config, intake: Intake, reader: StdinReader) -> int:
           % (new.fingerprint, old.expires))
     _write(1, wire.ok_answer(b''))
     return 0
+
+
+def enrol_main(argv: 'list[str]') -> int:
+    """Run the enrolment entrance's forced command; return the status.
+
+    The key that logged in is not registered: it may only present a
+    token, or offer itself for an admin's approval.  The public key in
+    the request must be the key that logged in.
+    """
+    peer = (os.environ.get('SSH_CONNECTION') or '-').split()[0]
+    fingerprint = '-'
+    setup_logging('syslog')
+
+    try:
+        config_file, fingerprint = _parse_argv(argv)
+        config = load_config(config_file)
+        server = config.server
+        setup_logging(server.text('log'), server.text('syslog_facility'))
+        host, state = _enrol(config, fingerprint, peer)
+    except XysshError as err:
+        refuse(err, fingerprint, peer)
+        _answer_error(err)
+        return err.exit_status
+    except OSError as exc:
+        err = ConfigError('cannot write the registry: %s' % exc.strerror)
+        refuse(err, fingerprint, peer)
+        _answer_error(err)
+        return err.exit_status
+
+    audit('accepted', fp=fingerprint, key=host, **{'from': peer},
+          type='enroll', host=host, test=None, bytes=0, reason=None,
+          detail='key recorded as %s' % state)
+    _write(1, wire.ok_answer(b''))
+    return 0
+
+
+def _enrol(config, fingerprint: str, peer: str) -> 'tuple[str, str]':
+    """Check and record one enrolment request; return (host, state)."""
+    from .admin import KeyAdmin
+    from .enrolment import (allow_attempt, consume_token, parse_request,
+                            split_token)
+
+    server = config.server
+    registry = server.text('registry')
+
+    if os.environ.get('SSH_ORIGINAL_COMMAND', '') != 'xyssh-enroll':
+        raise NotPermitted('this key is not registered; enrol it with '
+                           '"xyssh enroll"')
+
+    if not server.flag('enrolment'):
+        raise NotPermitted('enrolment is off on this server')
+
+    if read_record(registry, fingerprint) is not None:
+        raise NotPermitted('this key is already registered')
+
+    if not allow_attempt(registry, peer,
+                         server.number('enrolment_attempts', 1)):
+        raise NotPermitted('too many enrolment attempts from %s in the '
+                           'last hour' % peer)
+
+    reader = StdinReader(server.number('idle_timeout', 1),
+                         server.number('message_time', 1))
+    data = _read_frame(reader, Limits(MAX_KEY_KIB, MAX_KEY_KIB,
+                                      MAX_KEY_KIB), 0)
+    kind, value, key = parse_request(data or b'')
+
+    if fingerprint_of_line(key) != fingerprint:
+        raise NotPermitted('the public key sent is not the key that '
+                           'logged in')
+
+    if kind == 'token':
+        host, state = consume_token(registry, split_token(value)[0]), \
+            'pending'
+    else:
+        host, state = value, 'offered'
+
+    KeyAdmin(config).enrol(key.encode('ascii'), host, state)
+    return host, state
 
 
 def _open_intake(config, fingerprint: str, peer: str) -> Intake:
@@ -343,7 +421,21 @@ def _answer_error(err: XysshError) -> None:
         pass
 
 
-def _serve(intake: Intake, reader: StdinReader) -> int:
+def _activate(config, intake: Intake) -> None:
+    """Make an enrolled key active after its first delivered report."""
+    from .admin import KeyAdmin
+
+    try:
+        KeyAdmin(config).activate(intake.key.fingerprint)
+    except (XysshError, OSError) as exc:
+        log_event('error', 'cannot activate key fp=%s: %s'
+                  % (intake.key.fingerprint, exc))
+        return
+
+    intake.key.state = 'active'
+
+
+def _serve(intake: Intake, reader: StdinReader, config=None) -> int:
     """Handle framed messages until EOF; return the exit status.
 
     A framing failure (bad header, cut short, wrong digest, too large to
@@ -375,6 +467,9 @@ def _serve(intake: Intake, reader: StdinReader) -> int:
             _answer_error(err)
             status = err.exit_status
             continue
+
+        if intake.key.state == 'pending' and config is not None:
+            _activate(config, intake)
 
         try:
             _write(1, answer)

@@ -57,6 +57,17 @@ def authorized_keys_line(record, program: str, config_path: str) -> str:
     return '%s,command="%s" %s' % (options, command, record.key)
 
 
+def enrolment_line(key_type: str, key_blob: str, fingerprint: str,
+                   program: str, config_path: str) -> str:
+    """Return the line that lets an unknown key reach enrolment only."""
+    words = [program, 'enroll-receive', '--config', config_path,
+             '--fp', fingerprint]
+    command = ' '.join(shell_quote(word) for word in words)
+    return '%s,command="%s" %s %s' % (','.join(KEY_OPTIONS),
+                                      command.replace('"', '\\"'),
+                                      key_type, key_blob)
+
+
 def default_program() -> str:
     """Return the absolute path of the xyssh program now running."""
     beside = os.path.join(os.path.dirname(sys.executable), 'xyssh')

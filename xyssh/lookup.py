@@ -19,8 +19,8 @@ import sys
 
 from .config import config_path, load_config
 from .errors import XysshError
-from .keyline import authorized_keys_line, default_program
-from .registry import is_fingerprint, read_record
+from .keyline import authorized_keys_line, default_program, enrolment_line
+from .registry import fingerprint_of_line, is_fingerprint, read_record
 
 USAGE = ('usage: xyssh keys lookup [--config PATH] USER FINGERPRINT '
          '[TYPE KEY]  (sshd: %u %f [%t %k])\n')
@@ -65,10 +65,23 @@ def main(argv: 'list[str]') -> int:
         sys.stderr.write('xyssh keys lookup: %s\n' % err.detail)
         return 1
 
-    if record is None or record.state != 'active':
+    program = server.text('command') or default_program()
+
+    if record is None and len(words) == 4 and server.flag('enrolment'):
+        # sshd's %t %k: an unknown key may log in to enrolment only.
+        key_type, key_blob = words[2], words[3]
+
+        if fingerprint_of_line('%s %s' % (key_type, key_blob)) == \
+                fingerprint:
+            line = enrolment_line(key_type, key_blob, fingerprint, program,
+                                  loaded.path)
+            os.write(1, (line + '\n').encode('utf-8'))
+
         return 0
 
-    line = authorized_keys_line(record, server.text('command') or
-                                default_program(), loaded.path)
+    if record is None or not record.usable():
+        return 0
+
+    line = authorized_keys_line(record, program, loaded.path)
     os.write(1, (line + '\n').encode('utf-8'))
     return 0

@@ -13,7 +13,7 @@ import time
 
 from .errors import ConfigError, KeyFileError
 
-STATES = ('active', 'retiring', 'revoked')
+STATES = ('active', 'pending', 'offered', 'retiring', 'revoked')
 DEFAULT_ALLOW = ('status', 'combo', 'client', 'data')
 
 _FIELDS = ('fingerprint', 'host', 'state', 'allow', 'created', 'key')
@@ -79,9 +79,11 @@ class KeyRecord:
         self.rotate_requested = False
 
     def usable(self, now: 'str | None' = None) -> bool:
-        """Tell whether the key may log in: active, or retiring and not
-        yet past its expiry (NOW and expiry are utc_stamp() strings)."""
-        if self.state == 'active':
+        """Tell whether the key may log in: active, pending (enrolled, not
+        yet used), or retiring and not yet past its expiry (NOW and
+        expiry are utc_stamp() strings).  An offered key waits for an
+        admin's approval."""
+        if self.state in ('active', 'pending'):
             return True
 
         return self.state == 'retiring' and \
