@@ -225,6 +225,160 @@ def enroll(state: State, host: 'str | None', timeout: 'int | None',
     click.echo(said)
 
 
+@cli.command()
+@click.argument('hosts', nargs=-1)
+@click.option('--page', help='Every host on this hosts.cfg page.')
+@click.option('--tag', help='Every host with this hosts.cfg tag.')
+@click.option('--server', 'server', required=True, metavar='NAME[:PORT]',
+              help='The Xymon server as devices reach it over SSH.')
+@click.option('--user', default='xymon', show_default=True,
+              help='The account devices log in as on the server.')
+@click.option('--xymon-ssh', 'xymon_ssh', metavar='PATH',
+              default='/usr/local/bin/xymon-ssh', show_default=True,
+              help='Where xymon-ssh is installed on the devices.')
+@click.option('--ssh-config', 'ssh_config', metavar='FILE',
+              help='ssh_config for reaching the devices (ssh -F).')
+@click.option('--ssh-user', 'ssh_user', default='root', show_default=True,
+              help='The account to log in to the devices as.')
+@click.option('--root', 'root', default='', metavar='DIR',
+              help='Install under DIR on each device ({host} is replaced): '
+                   'for staging trees or trying a rollout on one machine.')
+@click.option('--parallel', type=click.IntRange(1, 200), default=10,
+              show_default=True, help='Devices worked on at once.')
+@click.option('--timeout', type=click.IntRange(1, 3600), default=60,
+              show_default=True, help='Seconds per device.')
+@click.option('--tokens', is_flag=True,
+              help='Only print an enrolment token per device, for a '
+                   'configuration-management tool to hand out.')
+@click.option('--dry-run', 'dry_run', is_flag=True,
+              help='Show what would change; change nothing.')
+@click.pass_obj
+def rollout(state: State, hosts, page, tag, server, user, xymon_ssh,
+            ssh_config, ssh_user, root, parallel, timeout, tokens,
+            dry_run) -> None:
+    """Give devices from hosts.cfg their keys over your own SSH access."""
+    from .rollout import Plan, roll_out
+
+    admin = state.admin()
+    devices = _admin_call(_chosen_devices, admin, hosts, page, tag)
+
+    if tokens:
+        _print_tokens(admin, devices, dry_run)
+        return
+
+    from .config import split_host_port
+    from .enrolment import host_key_fingerprint
+
+    host, port = _admin_call(split_host_port, server, 22)
+    fingerprint = _admin_call(host_key_fingerprint,
+                              admin.server.text('host_key'))
+    with open(admin.server.text('host_key'), encoding='ascii') as handle:
+        key_words = handle.read().split()[:2]
+    pattern = host if port == 22 else '[%s]:%d' % (host, port)
+    plan = Plan(host, port, user, '%s %s\n' % (pattern, ' '.join(key_words)),
+                xymon_ssh, root=root)
+    ssh = ['ssh', '-o', 'BatchMode=yes', '-l', ssh_user] + \
+        (['-F', ssh_config] if ssh_config else [])
+    click.echo('xyssh: %s %d device(s), %d at a time; server %s (%s)'
+               % ('checking' if dry_run else 'rolling out to',
+                  len(devices), parallel, pattern, fingerprint), err=True)
+
+    with click.progressbar(length=len(devices), file=sys.stderr,
+                           label='devices') as bar:
+        results = roll_out([(name, name) for name, _ in devices], plan,
+                           ssh, parallel, dry_run, timeout,
+                           lambda result: _register(admin, result),
+                           lambda: bar.update(1))
+
+    width = max([len(result.host) for result in results] + [4])
+    click.echo('%-*s  %-9s  %s' % (width, 'HOST', 'RESULT', 'DETAIL'))
+
+    for result in results:
+        click.echo('%-*s  %-9s  %s' % (width, result.host, result.status,
+                                       result.detail or '-'))
+
+    if any(result.status == 'failed' for result in results):
+        sys.exit(1)
+
+
+def _chosen_devices(admin, names, page, tag) -> 'list[tuple[str, tuple]]':
+    """Return [(host, details)] chosen by name, page or tag, or raise."""
+    from .errors import KeyFileError
+    from .hostscfg import load_hosts
+
+    if sum(map(bool, (names, page, tag))) != 1:
+        raise KeyFileError('name hosts, or give --page or --tag (one of '
+                           'them)')
+
+    index = load_hosts(admin.server.text('hosts_cfg'))
+    chosen = []
+
+    for key, name in index.names.items():
+        address, on_page, tags = index.details[key]
+        lowered = [word.lower() for word in tags]
+
+        if names and key in [word.lower() for word in names] or \
+                page and on_page == page or \
+                tag and (tag.lower() in lowered or any(
+                    word.startswith(tag.lower() + ':') for word in lowered)):
+            chosen.append((name, (address, on_page, tags)))
+
+    missing = [word for word in names
+               if word.lower() not in index.names]
+
+    if missing:
+        raise KeyFileError('not in hosts.cfg: %s' % ', '.join(missing))
+
+    if not chosen:
+        raise KeyFileError('no host in hosts.cfg matches')
+
+    return chosen
+
+
+def _register(admin, result) -> None:
+    """Register the key a device printed; note what happened in RESULT."""
+    from .registry import fingerprint_of_line, read_record
+
+    fingerprint = fingerprint_of_line(result.public or '')
+
+    if fingerprint is None:
+        result.status, result.detail = 'failed', 'the device printed no key'
+        return
+
+    record = read_record(admin.registry, fingerprint)
+
+    if record is not None:
+        if record.host.lower() != result.host.lower():
+            result.status = 'failed'
+            result.detail = 'its key %s is registered for %s' % (
+                fingerprint, record.host)
+        return
+
+    try:
+        admin.add(result.host, result.public.encode('ascii') + b'\n',
+                  'the key of %s' % result.host)
+    except XysshError as err:
+        result.status, result.detail = 'failed', err.detail
+        return
+
+    result.status = 'changed'
+    result.detail = '; '.join(filter(None, [result.detail,
+                                            'registered %s' % fingerprint]))
+
+
+def _print_tokens(admin, devices, dry_run: bool) -> None:
+    """Print HOST TOKEN per device (nothing is created with --dry-run)."""
+    from .enrolment import create_token, host_key_fingerprint
+
+    fingerprint = _admin_call(host_key_fingerprint,
+                              admin.server.text('host_key'))
+
+    for name, _ in devices:
+        token = '-' if dry_run else _admin_call(
+            create_token, admin.registry, name, 86400, fingerprint)
+        click.echo('%s %s' % (name, token))
+
+
 def _sender(state: State, timeout: 'int | None'):
     """Return the [client] section and its servers, or exit 26."""
     from .client import EXIT_CONFIG, destinations

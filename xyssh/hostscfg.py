@@ -32,9 +32,13 @@ class HostIndex:
         self.windows = {}
         self.problems = []
         self.pins = {}
+        # name in lower case -> (address, page, tags) of its first line.
+        self.details = {}
+        self.page = ''
         self._default_tags = []
 
-    def add(self, name: str, tags: 'list[str]', where: str = '') -> None:
+    def add(self, name: str, tags: 'list[str]', where: str = '',
+            address: str = '', page: str = '') -> None:
         """Record host NAME with the tags of its line (at WHERE).
 
         A host named .default. is no host: its tags apply to the hosts
@@ -59,6 +63,7 @@ class HostIndex:
             return
 
         self.names[key] = name
+        self.details[key] = (address, page, tags)
         pins = self._pins(tags, name, where)
 
         if pins is not None:
@@ -153,7 +158,12 @@ def load_hosts(path: str) -> HostIndex:
 
 
 def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
-    """Add the hosts of one file, following its include lines."""
+    """Add the hosts of one file, following its include lines.
+
+    The page a host is on is the last "page", "subpage" or "subparent"
+    line before it; an included file continues the page it is
+    included on, and the page of the including file goes on after it.
+    """
     try:
         with open(path, 'rb') as handle:
             data = handle.read().decode('utf-8', 'replace')
@@ -165,8 +175,16 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
         host = _host_line(line)
 
         if host is not None:
-            index.add(host, _tags(line), '%s line %d' % (path, number))
+            index.add(host, _tags(line), '%s line %d' % (path, number),
+                      line.split(None, 1)[0], index.page)
             continue
+
+        words = line.split()
+
+        if len(words) > 1 and words[0] in ('page', 'subpage'):
+            index.page = words[1]
+        elif len(words) > 2 and words[0] == 'subparent':
+            index.page = words[2]
 
         directive = _directive(line)
 
