@@ -1,6 +1,7 @@
 """xyssh rollout against several sshd instances standing in for devices."""
 
 import os
+import pathlib
 import subprocess
 
 import pytest
@@ -154,7 +155,13 @@ def test_dry_run_says_what_would_change_and_changes_nothing(fleet):
 
 
 def test_tokens_mode_prints_one_token_per_device(fleet):
-    result = fleet.rollout('--tag', 'xyssh', '--tokens')
+    # Through scripts/xyssh-rollout, with --config among its arguments.
+    script = pathlib.Path(__file__).resolve().parent.parent / 'scripts' / \
+        'xyssh-rollout'
+    result = subprocess.run(
+        [str(script), '--tag', 'xyssh', '--config', str(fleet.server.config),
+         '--tokens', '--server', '127.0.0.1:%d' % fleet.server.sshd.port],
+        capture_output=True, timeout=60)
 
     lines = result.stdout.decode().splitlines()
     assert result.returncode == 0, result.stderr
