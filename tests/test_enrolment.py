@@ -185,3 +185,15 @@ def test_enrolment_attempts_are_limited_per_address(
     assert attempts[2].returncode == EXIT_REFUSED
     assert b'too many enrolment attempts from 127.0.0.1' in \
         attempts[2].stderr
+
+
+def test_server_option_wins_over_the_configuration(entrance, tmp_path):
+    token = _token(entrance)
+    device = _fresh_device(entrance, 'elsewhere', tmp_path)
+    device.write_config(port='1', known_hosts=str(tmp_path / 'e.known'))
+
+    enrolled = _xyssh(device, 'enroll', '--server',
+                      '127.0.0.1:%d' % entrance.sshd.port, token)
+
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert list(_states(entrance).values()) == ['pending']

@@ -159,3 +159,15 @@ def test_check_names_a_broken_list_and_sync_repairs_it(revoking,
     assert synced.returncode == 0, synced.stderr
     assert back.returncode == 0, back.stderr
     assert _query(revoking.revoked_keys, db01.public) == ['REVOKED']
+
+
+def test_doctor_is_keys_check(revoking):
+    revoking.add_device('web01.example.com')
+    revoking.revoked_keys.unlink()
+
+    doctor = revoking.xyssh('doctor')
+    check = revoking.xyssh('keys', 'check')
+
+    assert doctor.returncode == check.returncode == 1
+    assert doctor.stdout == check.stdout
+    assert str(revoking.revoked_keys).encode() in doctor.stdout

@@ -196,12 +196,14 @@ def rotate(state: State, timeout: 'int | None') -> None:
 @click.option('--host', metavar='HOST',
               help='Without a token: offer the key for this hosts.cfg '
                    'host, for an admin to approve.')
+@click.option('--server', 'server', metavar='NAME[:PORT]',
+              help='The server to enrol with (default: [client] server).')
 @click.option('--timeout', type=click.IntRange(1, 3600), default=None,
               help='Seconds to wait for the server.')
 @click.argument('token', required=False)
 @click.pass_obj
-def enroll(state: State, host: 'str | None', timeout: 'int | None',
-           token: 'str | None') -> None:
+def enroll(state: State, host: 'str | None', server: 'str | None',
+           timeout: 'int | None', token: 'str | None') -> None:
     """Enrol this device with a token from "xyssh keys enroll".
 
     Creates the device key if there is none, pins the server's host key
@@ -214,7 +216,11 @@ def enroll(state: State, host: 'str | None', timeout: 'int | None',
         raise CommandError('give a TOKEN, or --host HOST to offer the key '
                            'for approval')
 
-    _client, servers = _sender(state, timeout)
+    client, servers = _sender(state, timeout)
+
+    if server:
+        from .client import Destination
+        servers = [_admin_call(Destination, client, timeout, server)]
 
     try:
         said = enrol(servers[0], token, host, _quiet)
@@ -614,6 +620,11 @@ def keys_check(state: State) -> None:
         sys.exit(1)
 
     click.echo('authorized_keys matches the registry')
+
+
+# The same checks under the name an admin looking for "what is wrong"
+# tries first.
+cli.add_command(keys_check, 'doctor')
 
 
 @keys.command('sync')
