@@ -9,8 +9,10 @@ fixtures raise: the tests fail, they never skip.
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -197,8 +199,33 @@ def make_deployment(tmp_path, xymond):
         deployment.close()
 
 
+@pytest.fixture(scope='session')
+def root_owned_xyssh():
+    """The xyssh program in a directory sshd accepts for an
+    AuthorizedKeysCommand: root-owned and unwritable by others up to /.
+
+    A checkout under /tmp (1777) or a home directory fails that test, so
+    the program is copied into a private directory under /run, the way an
+    administrator installs it under /opt.  The copy keeps its #! line, so
+    it runs the same interpreter and package as XYSSH.
+    """
+    from xyssh.admin import unsafe_command_path
+
+    directory = tempfile.mkdtemp(prefix='xyssh-tests-', dir='/run')
+    os.chmod(directory, 0o755)
+    program = os.path.join(directory, 'xyssh')
+    shutil.copyfile(XYSSH, program)
+    os.chmod(program, 0o755)
+    unsafe = unsafe_command_path(program)
+    if unsafe is not None:
+        shutil.rmtree(directory)
+        raise RuntimeError('no place for a root-owned xyssh: %s' % unsafe)
+    yield program
+    shutil.rmtree(directory)
+
+
 @pytest.fixture
-def make_lookup_deployment(make_deployment, tmp_path):
+def make_lookup_deployment(make_deployment, tmp_path, root_owned_xyssh):
     """Return a factory for deployments whose sshd asks "xyssh keys
     lookup" for every key (authorized_keys is not read at all)."""
     made = []
@@ -211,7 +238,7 @@ def make_lookup_deployment(make_deployment, tmp_path):
             sshd_config='AuthorizedKeysFile none\n'
             'AuthorizedKeysCommand %s --config %s keys lookup %%u %%f %%t '
             '%%k\nAuthorizedKeysCommandUser root\nLoginGraceTime 10\n'
-            % (XYSSH, config), lookup='yes', **server_options)
+            % (root_owned_xyssh, config), lookup='yes', **server_options)
         os.symlink(deployment.config, config)
         made.append(deployment)
         return deployment

@@ -142,11 +142,15 @@ def test_unsafe_layouts_are_named(layouts, layout):
     assert culprit in said
 
 
-def test_a_root_owned_install_is_safe_and_keys_check_passes(deployment,
-                                                          web01):
-    # This checkout's venv stands for /opt/xyssh: root-owned all the way.
-    assert unsafe_command_path(XYSSH) is None, unsafe_command_path(XYSSH)
-    assert deployment.xyssh('keys', 'check').returncode == 0
+def test_a_root_owned_install_is_safe_and_keys_check_passes(
+        make_deployment, root_owned_xyssh):
+    deployment = make_deployment(lookup='yes', command=root_owned_xyssh)
+    deployment.add_device('web01.example.com')
+
+    checked = deployment.xyssh('keys', 'check')
+
+    assert unsafe_command_path(root_owned_xyssh) is None
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_keys_check_names_an_unsafe_program_in_lookup_mode(
