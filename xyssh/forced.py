@@ -26,17 +26,17 @@ from .config import load_config
 from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
 from .hostscfg import load_hosts
-from .intake import Intake, refuse
-from .registry import (fingerprint_of_line, is_fingerprint, mark_seen,
-                       read_record)
+from .intake import (Intake, activate_key, check_key, open_intake,
+                     record_check, refuse, rotate_key)
+from .registry import fingerprint_of_line, is_fingerprint, read_record
 from .log import audit, log_event, setup_logging
 from .policy import Limits
-from .xymond import parse_address
 
 ALLOWED_COMMANDS = ('', 'xyssh-send', 'xyssh-check', 'xyssh-rotate')
 
-# KiB: a new public key line is far below this.
-MAX_KEY_KIB = 16
+# A frame carrying a public key line (rotation, enrolment) is far
+# smaller than this many KiB.
+KEY_LIMITS = Limits(16, 16, 16)
 USAGE = 'usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT'
 
 
@@ -247,41 +247,21 @@ def _check_only(intake: Intake) -> int:
 
     The device's test push with a new key before it switches over.
     """
-    audit('accepted', fp=intake.key.fingerprint, key=intake.key_host,
-          **{'from': intake.peer}, type='check', host=None, test=None,
-          bytes=0, reason=None, detail=None)
+    record_check(intake)
     _write(1, wire.ok_answer(b''))
     return 0
 
 
 def _rotate(config, intake: Intake, reader: StdinReader) -> int:
-    """Register the new public key in the one frame on stdin in place of
-    the key that logged in.  The identity is the login's, never the
-    request's: a key can only ever replace itself."""
-    fingerprint = intake.key.fingerprint
-
+    """Take the new public key in the one frame on stdin in place of the
+    key that logged in (see rotate_key)."""
     try:
-        data = _read_frame(reader, Limits(MAX_KEY_KIB, MAX_KEY_KIB, MAX_KEY_KIB), 0)
-        from .admin import KeyAdmin
-        old, new = KeyAdmin(config).rotate(
-            fingerprint, data or b'',
-            config.server.number('rotation_grace_days', 0) * 86400)
+        data = _read_frame(reader, KEY_LIMITS, 0)
+        rotate_key(config, intake, data or b'')
     except XysshError as err:
-        refuse(err, fingerprint, intake.peer, intake.key_host)
-        _answer_error(err)
-        return err.exit_status
-    except OSError as exc:
-        err = ConfigError('cannot write the registry or authorized_keys: '
-                          '%s' % exc.strerror)
-        refuse(err, fingerprint, intake.peer, intake.key_host)
         _answer_error(err)
         return err.exit_status
 
-    audit('accepted', fp=fingerprint, key=intake.key_host,
-          **{'from': intake.peer}, type='rotate', host=None, test=None,
-          bytes=len(data), reason=None,
-          detail='new key %s; this one retires at %s'
-          % (new.fingerprint, old.expires))
     _write(1, wire.ok_answer(b''))
     return 0
 
@@ -346,8 +326,7 @@ def _enrol(config, fingerprint: str, peer: str) -> 'tuple[str, str]':
 
     reader = StdinReader(server.number('idle_timeout', 1),
                          server.number('message_time', 1))
-    data = _read_frame(reader, Limits(MAX_KEY_KIB, MAX_KEY_KIB,
-                                      MAX_KEY_KIB), 0)
+    data = _read_frame(reader, KEY_LIMITS, 0)
     kind, value, key = parse_request(data or b'')
 
     if fingerprint_of_line(key) != fingerprint:
@@ -374,42 +353,9 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
     if not os.path.isdir(os.path.join(registry, 'keys')):
         raise ConfigError('registry %s has no keys directory' % registry)
 
-    record = read_record(registry, fingerprint)
-
-    if record is None:
-        raise NotPermitted('this key is not registered')
-
-    if not record.usable():
-        # The log line says so: a revoked key still trying is news.
-        raise NotPermitted('this key was revoked' if record.state ==
-                           'revoked' else 'this key was rotated and its '
-                           'grace period ended at %s' % record.expires)
-
-    mark_seen(registry, fingerprint)
-
-    hosts = load_hosts(server.text('hosts_cfg'))
-
-    if hosts.problems and not hosts.names:
-        raise ConfigError('; '.join(hosts.problems))
-
-    key_host = hosts.canonical(record.host)
-
-    if key_host is None:
-        raise NotPermitted('host %s of this key is not in hosts.cfg'
-                           % record.host)
-
-    pins = hosts.pinned(key_host)
-
-    if pins is not None and fingerprint not in pins:
-        raise NotPermitted('hosts.cfg pins %s to other keys (SSHKEY: '
-                           'tags)' % key_host)
-
-    limits = Limits(server.number('maxmsg_status', 32),
-                    server.number('maxmsg_client', 32),
-                    server.number('maxmsg_data', 32))
-    return Intake(record, key_host, hosts, limits,
-                  parse_address(server.text('xymond')),
-                  server.number('xymond_timeout', 1), peer)
+    record = check_key(read_record(registry, fingerprint))
+    return open_intake(server, record, load_hosts(server.text('hosts_cfg')),
+                       peer)
 
 
 def _answer_error(err: XysshError) -> None:
@@ -419,20 +365,6 @@ def _answer_error(err: XysshError) -> None:
         _write(2, (err.client_text + '\n').encode('utf-8', 'replace'))
     except OSError:
         pass
-
-
-def _activate(config, intake: Intake) -> None:
-    """Make an enrolled key active after its first delivered report."""
-    from .admin import KeyAdmin
-
-    try:
-        KeyAdmin(config).activate(intake.key.fingerprint)
-    except (XysshError, OSError) as exc:
-        log_event('error', 'cannot activate key fp=%s: %s'
-                  % (intake.key.fingerprint, exc))
-        return
-
-    intake.key.state = 'active'
 
 
 def _serve(intake: Intake, reader: StdinReader, config=None) -> int:
@@ -469,7 +401,7 @@ def _serve(intake: Intake, reader: StdinReader, config=None) -> int:
             continue
 
         if intake.key.state == 'pending' and config is not None:
-            _activate(config, intake)
+            activate_key(config, intake)
 
         try:
             _write(1, answer)

@@ -36,6 +36,9 @@ class HostIndex:
         self.details = {}
         self.page = ''
         self._default_tags = []
+        # Every file and directory read, so a long-running server can
+        # tell when hosts.cfg changed.
+        self.sources = []
 
     def add(self, name: str, tags: 'list[str]', where: str = '',
             address: str = '', page: str = '') -> None:
@@ -150,6 +153,7 @@ def load_hosts(path: str) -> HostIndex:
     base = os.path.dirname(os.path.abspath(path))
 
     if not os.path.isfile(path):
+        index.sources.append(path)
         index.problems.append('%s: cannot read hosts.cfg' % path)
         return index
 
@@ -164,6 +168,8 @@ def _read_file(index: HostIndex, path: str, base: str, depth: int) -> None:
     line before it; an included file continues the page it is
     included on, and the page of the including file goes on after it.
     """
+    index.sources.append(path)
+
     try:
         with open(path, 'rb') as handle:
             data = handle.read().decode('utf-8', 'replace')
@@ -301,16 +307,20 @@ def _follow(index: HostIndex, kind: str, target: str, optional: bool,
             index.problems.append('%s: directory missing' % target)
         return
 
-    for path in _directory_files(target):
+    for path in _directory_files(target, index.sources):
         _read_file(index, path, base, depth + 1)
 
 
-def _directory_files(top: str, depth: int = 0) -> 'list[str]':
+def _directory_files(top: str, listed: 'list[str]',
+                     depth: int = 0) -> 'list[str]':
     """Return the files a "directory" line reads, in xymond's order.
 
     A directory's own files come first, sorted, then those of its
-    subdirectories (RCS excepted), each subdirectory in turn.
+    subdirectories (RCS excepted), each subdirectory in turn.  Every
+    directory read is appended to LISTED.
     """
+    listed.append(top)
+
     try:
         names = sorted(os.listdir(top))
     except OSError:
@@ -332,7 +342,7 @@ def _directory_files(top: str, depth: int = 0) -> 'list[str]':
             files.append(path)
 
     for path in subdirectories:
-        files.extend(_directory_files(path, depth + 1))
+        files.extend(_directory_files(path, listed, depth + 1))
 
     return files
 

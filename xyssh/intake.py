@@ -4,13 +4,13 @@ Both front ends, the OpenSSH forced command and the embedded server,
 hand each complete, framed message to Intake.handle().
 """
 
-from .errors import XysshError
+from .errors import ConfigError, NotPermitted, XysshError
 from .hostscfg import HostIndex
-from .registry import KeyRecord
-from .log import audit
+from .registry import KeyRecord, mark_seen
+from .log import audit, log_event
 from .message import parse_message
 from .policy import Limits, check_message
-from .xymond import send_to_xymond
+from .xymond import parse_address, send_to_xymond
 
 
 class Intake:
@@ -70,3 +70,101 @@ def refuse(err: XysshError, fingerprint: str, peer: str,
     audit('rejected', fp=fingerprint, key=key_host, **{'from': peer},
           type=None, host=None, test=None, bytes=0, reason=err.reason,
           detail=err.detail)
+
+
+def check_key(record: 'KeyRecord | None') -> KeyRecord:
+    """Return RECORD if its key may log in; refuse it otherwise."""
+    if record is None:
+        raise NotPermitted('this key is not registered')
+
+    if not record.usable():
+        # The log line says so: a revoked key still trying is news.
+        raise NotPermitted('this key was revoked' if record.state ==
+                           'revoked' else 'this key was rotated and its '
+                           'grace period ended at %s' % record.expires)
+
+    return record
+
+
+def open_intake(server, record: KeyRecord, hosts: HostIndex,
+                peer: str) -> Intake:
+    """Return the Intake for a login with RECORD's key, which check_key
+    passed; refuse a key whose host left hosts.cfg or is pinned to other
+    keys.  SERVER is the [server] section of the configuration."""
+    mark_seen(server.text('registry'), record.fingerprint)
+
+    if hosts.problems and not hosts.names:
+        raise ConfigError('; '.join(hosts.problems))
+
+    key_host = hosts.canonical(record.host)
+
+    if key_host is None:
+        raise NotPermitted('host %s of this key is not in hosts.cfg'
+                           % record.host)
+
+    pins = hosts.pinned(key_host)
+
+    if pins is not None and record.fingerprint not in pins:
+        raise NotPermitted('hosts.cfg pins %s to other keys (SSHKEY: '
+                           'tags)' % key_host)
+
+    return Intake(record, key_host, hosts, server_limits(server),
+                  parse_address(server.text('xymond')),
+                  server.number('xymond_timeout', 1), peer)
+
+
+def server_limits(server) -> Limits:
+    """Return the size limits the [server] section sets."""
+    return Limits(server.number('maxmsg_status', 32),
+                  server.number('maxmsg_client', 32),
+                  server.number('maxmsg_data', 32))
+
+
+def record_check(intake: Intake) -> None:
+    """Log the answer to xyssh-check: the key logs in and may send."""
+    audit('accepted', fp=intake.key.fingerprint, key=intake.key_host,
+          **{'from': intake.peer}, type='check', host=None, test=None,
+          bytes=0, reason=None, detail=None)
+
+
+def rotate_key(config, intake: Intake, data: bytes) -> None:
+    """Register the public key line DATA in place of the key that logged
+    in, and log it.  The identity is the login's, never the request's:
+    a key can only ever replace itself.  Raises XysshError, logged."""
+    from .admin import KeyAdmin
+
+    fingerprint = intake.key.fingerprint
+
+    try:
+        old, new = KeyAdmin(config).rotate(
+            fingerprint, data,
+            config.server.number('rotation_grace_days', 0) * 86400)
+    except OSError as exc:
+        err = ConfigError('cannot write the registry or authorized_keys: '
+                          '%s' % exc.strerror)
+        refuse(err, fingerprint, intake.peer, intake.key_host)
+        raise err from None
+    except XysshError as err:
+        refuse(err, fingerprint, intake.peer, intake.key_host)
+        raise
+
+    audit('accepted', fp=fingerprint, key=intake.key_host,
+          **{'from': intake.peer}, type='rotate', host=None, test=None,
+          bytes=len(data), reason=None,
+          detail='new key %s; this one retires at %s'
+          % (new.fingerprint, old.expires))
+
+
+def activate_key(config, intake: Intake) -> None:
+    """Make an enrolled (pending) key active after its first delivered
+    report: proof that the device holds the private key."""
+    from .admin import KeyAdmin
+
+    try:
+        KeyAdmin(config).activate(intake.key.fingerprint)
+    except (XysshError, OSError) as exc:
+        log_event('error', 'cannot activate key fp=%s: %s'
+                  % (intake.key.fingerprint, exc))
+        return
+
+    intake.key.state = 'active'
