@@ -16,7 +16,9 @@ import tempfile
 
 import pytest
 
-from xyssh.sandbox import Sshd, Xymond, make_keypair, ssh_command
+from xyssh.sandbox import Sshd, Xymond, free_port, make_keypair, \
+    ssh_command
+from serving import ServeProcess
 from tap import RecordingTap
 
 DATA = pathlib.Path(__file__).parent / 'data'
@@ -82,7 +84,7 @@ class Device:
     def write_config(self, **overrides: str) -> None:
         """Write the device's [client] section, with OVERRIDES."""
         values = {
-            'server': '127.0.0.1', 'port': str(self.deployment.sshd.port),
+            'server': '127.0.0.1', 'port': str(self.deployment.server.port),
             'user': 'root', 'identity': str(self.private),
             'known_hosts': str(self.deployment.known_hosts),
             'timeout': '30',
@@ -106,7 +108,7 @@ class Device:
     def ssh(self, *command: str, stdin: bytes = b'', extra=(),
             timeout: float = 60) -> subprocess.CompletedProcess:
         """Run OpenSSH's ssh with this device's key, as a raw client."""
-        argv = ssh_command(self.deployment.sshd, self.private,
+        argv = ssh_command(self.deployment.server, self.private,
                            self.deployment.known_hosts, extra=extra)
         return subprocess.run(argv + list(command), input=stdin,
                               capture_output=True, timeout=timeout,
@@ -114,12 +116,16 @@ class Device:
 
 
 class Deployment:
-    """A server side: config, registry, authorized_keys, sshd, relay."""
+    """A server side: config, registry, authorized_keys, relay, and the
+    SSH front end devices reach: a private sshd running xyssh receive
+    (FRONT "sshd") or xyssh serve (FRONT "serve")."""
 
     def __init__(self, root: pathlib.Path, xymond: Xymond,
-                 server_options: dict, sshd_config: str) -> None:
+                 server_options: dict, sshd_config: str,
+                 front: str = 'sshd') -> None:
         self.root = root
         self.xymond = xymond
+        self.front = front
         self.tap = RecordingTap(('127.0.0.1', xymond.port))
         self.hosts_cfg = xymond.home / 'etc' / 'hosts.cfg'
         self.authorized_keys = root / 'ssh' / 'authorized_keys'
@@ -136,13 +142,31 @@ class Deployment:
             'log': str(self.log),
             'command': XYSSH,
         }
+
+        if front == 'serve':
+            port = free_port()
+            values.update(listen='127.0.0.1:%d [::1]:%d' % (port, port),
+                          serve_host_key=str(root / 'serve_host_key'),
+                          status_column='')
+
         values.update(server_options)
         self.config.write_text('[server]\n' + ''.join(
             '%s = %s\n' % item for item in values.items()))
-        self.sshd = Sshd.start(root / 'sshd', self.authorized_keys,
-                               extra_config=sshd_config)
+
+        if front == 'serve':
+            # serve needs a registry to start; keys sync makes it.
+            synced = self.xyssh('keys', 'sync')
+            assert synced.returncode == 0, synced.stderr
+            self.server = ServeProcess.start(XYSSH, self.config,
+                                             root / 'serve_host_key', port)
+            self.sshd = None
+        else:
+            self.server = self.sshd = Sshd.start(
+                root / 'sshd', self.authorized_keys,
+                extra_config=sshd_config)
+
         self.known_hosts = root / 'known_hosts'
-        self.known_hosts.write_text(self.sshd.known_hosts_line() + '\n')
+        self.known_hosts.write_text(self.server.known_hosts_line() + '\n')
 
     def xyssh_argv(self) -> 'list[str]':
         """Return the start of an xyssh command line for this deployment."""
@@ -176,8 +200,8 @@ class Deployment:
                 if ' accepted ' in line or ' rejected ' in line]
 
     def close(self) -> None:
-        """Stop sshd and the relay."""
-        self.sshd.stop()
+        """Stop the SSH front end and the relay."""
+        self.server.stop()
         self.tap.close()
 
 
@@ -186,10 +210,12 @@ def make_deployment(tmp_path, xymond):
     """Return a factory for deployments with extra server options."""
     made = []
 
-    def make(sshd_config: str = '', **server_options: str) -> Deployment:
+    def make(sshd_config: str = '', front: str = 'sshd',
+             **server_options: str) -> Deployment:
         root = tmp_path / ('deployment%d' % len(made))
         root.mkdir()
-        deployment = Deployment(root, xymond, server_options, sshd_config)
+        deployment = Deployment(root, xymond, server_options, sshd_config,
+                                front)
         made.append(deployment)
         return deployment
 

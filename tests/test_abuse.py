@@ -18,6 +18,13 @@ EXIT_REFUSED = 20
 EXIT_AUTH = 23
 
 
+@pytest.fixture(params=['sshd', 'serve'])
+def deployment(request, make_deployment):
+    """Each test runs behind sshd + xyssh receive and behind xyssh serve:
+    the same keys, the same rules."""
+    return make_deployment(front=request.param)
+
+
 def wait_for_audit(deployment, count: int, timeout: float = 15):
     """Return the audit lines once COUNT are written (bounded wait)."""
     deadline = time.monotonic() + timeout
@@ -109,10 +116,12 @@ def test_rejects_revoked_key(deployment, web01):
     assert_rejected(result, deployment)
 
 
-def test_revoked_key_still_in_file_is_refused_by_registry(deployment,
-                                                           web01):
-    # A stale copy of authorized_keys still lets the key log in; the
-    # registry, read at every login, must refuse it anyway.
+def test_revoked_key_still_in_file_is_refused_by_registry(
+        make_deployment):
+    # A stale copy of authorized_keys still lets the key log in past
+    # sshd; the registry, read at every login, must refuse it anyway.
+    deployment = make_deployment()
+    web01 = deployment.add_device('web01.example.com')
     stale = deployment.authorized_keys.read_bytes()
     assert deployment.xyssh('keys', 'revoke',
                             web01.fingerprint).returncode == 0
@@ -150,7 +159,7 @@ def web01_ssh_argv(device) -> 'list[str]':
     """Return the raw OpenSSH argv for DEVICE, without a command."""
     from xyssh.sandbox import ssh_command
 
-    return ssh_command(device.deployment.sshd, device.private,
+    return ssh_command(device.deployment.server, device.private,
                        device.deployment.known_hosts)
 
 

@@ -4,7 +4,16 @@ import calendar
 import json
 import time
 
+import pytest
+
 from conftest import DATA, HOST1_SECTION
+
+
+@pytest.fixture(params=['sshd', 'serve'])
+def deployment(request, make_deployment):
+    """Each test runs behind sshd + xyssh receive and behind xyssh serve:
+    the same keys, the same rules."""
+    return make_deployment(front=request.param)
 
 
 def test_real_client_message_reaches_xymond_and_reply_comes_back(

@@ -74,6 +74,25 @@ def receive(args: 'tuple[str, ...]') -> None:
 
 
 @cli.command()
+@click.pass_obj
+def serve(state: State) -> None:
+    """Run the embedded SSH server (instead of sshd + xyssh receive).
+
+    It listens on [server] listen, takes the same keys and applies the
+    same rules as the forced command, and runs until SIGTERM, which lets
+    the messages in flight finish.  SIGHUP reads the configuration
+    again.  Its host key is created at the first start and its
+    fingerprint printed, for the devices' known_hosts.
+    """
+    from .serve import main
+
+    try:
+        sys.exit(main(state.path))
+    except XysshError as err:
+        raise CommandError(err.detail) from None
+
+
+@cli.command()
 @click.option('--timeout', type=click.IntRange(1, 3600), default=None,
               help='Seconds to wait for the server.')
 @click.argument('message_file', type=click.File('rb'), default='-')

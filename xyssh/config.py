@@ -31,7 +31,8 @@ SERVER_DEFAULTS = {
     'maxmsg_client': '512',
     'maxmsg_data': '256',
     # Seconds the forced command waits for the next bytes from the client,
-    # and the most one message may take to arrive in all.
+    # and the most one message may take to arrive in all.  xyssh serve
+    # also closes a connection with no open channel after idle_timeout.
     'idle_timeout': '60',
     'message_time': '300',
     # Seconds to wait for xymond to take a message and answer; less than
@@ -56,6 +57,32 @@ SERVER_DEFAULTS = {
     'host_key': '/etc/ssh/ssh_host_ed25519_key.pub',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
     'require_auth_info': 'no',
+    # yes: accept RSA signatures made with SHA-1 (ssh-rsa), for old
+    # devices.  xyssh serve applies it; for sshd, "xyssh keys check"
+    # warns where sshd's PubkeyAcceptedAlgorithms disagrees.
+    'ssh_rsa_sha1': 'no',
+    # xyssh serve: addresses to listen on, blank-separated, each
+    # ADDRESS:PORT or [IPv6]:PORT.
+    'listen': '0.0.0.0:1985 [::]:1985',
+    # xyssh serve's own host key, created at first start; empty:
+    # serve_host_key in the registry directory.
+    'serve_host_key': '',
+    # xyssh serve's limits: connections at once, connections from one
+    # address that have not logged in yet, seconds to log in.
+    'max_connections': '1000',
+    'max_unauthenticated_per_address': '10',
+    'login_grace_time': '30',
+    # xyssh serve reports its health to xymond as this column (empty:
+    # no report) of status_host (empty: this machine's name), every
+    # status_interval seconds.  Yellow from status_refused_yellow refused
+    # messages in an interval, red from status_refused_red; yellow too
+    # while a key expires within status_expiry_days.
+    'status_column': 'xyssh',
+    'status_host': '',
+    'status_interval': '300',
+    'status_refused_yellow': '10',
+    'status_refused_red': '100',
+    'status_expiry_days': '7',
 }
 
 CLIENT_DEFAULTS = {

@@ -1,0 +1,805 @@
+"""`xyssh serve`: one long-running SSH server doing sshd's and xyssh
+receive's job, for sites that cannot change the system sshd.
+
+It shares the registry, the login checks and the message pipeline
+(xyssh.intake) with the forced command, so a key and a message are
+judged the same way by both front ends.  What sshd does for the forced
+command, this module does itself, because asyncssh leaves it to the
+application:
+
+* only a registered key in a usable state logs in: pending, active, or
+  retiring before its expiry (sshd's expiry-time=); revoked, offered
+  and expired keys are refused at authentication;
+* the identity is the key whose signature completed authentication,
+  never a key that was merely offered first;
+* RSA signatures with SHA-1 (ssh-rsa) are refused unless
+  ssh_rsa_sha1 = yes, as OpenSSH 8.8 and later refuse them by default;
+* no shell, pty, port, agent or X11 forwarding, no subsystem, and no
+  exec but the protocol's own words (what restrict does in
+  authorized_keys).
+
+A session then speaks the protocol of docs/protocol.rst, as the forced
+command does on stdin and stdout.
+"""
+
+import asyncio
+import math
+import os
+import signal
+import time
+
+import asyncssh
+
+from . import wire
+from .config import load_config, split_host_port
+from .errors import (ConfigError, MalformedMessage, NotPermitted,
+                     XysshError)
+from .hostscfg import HostIndex, load_hosts
+from .intake import (Intake, activate_key, check_key, open_intake,
+                     record_check, refuse, rotate_key)
+from .log import audit, log_event, setup_logging
+from .registry import KeyRecord, read_all_records, read_record, utc_stamp
+from .xymond import parse_address, send_to_xymond
+
+# The client's command: none (a shell request) or one of these words.
+SEND_COMMANDS = ('', 'xyssh-send')
+CHECK_COMMAND = 'xyssh-check'
+ROTATE_COMMAND = 'xyssh-rotate'
+# A frame that carries a public key line is far below this many KiB.
+KEY_FRAME_KIB = 16
+# How long SIGTERM waits for messages in flight before it drops them.
+STOP_GRACE = 30.0
+# hosts.cfg is looked at for changes at most this often (seconds).
+HOSTS_RECHECK = 2.0
+
+
+class Counters:
+    """What the status column reports: counts since the last report."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.accepted = 0
+        self.refused = {}
+        self.turned_away = 0
+
+    def refuse(self, reason: str) -> None:
+        """Count one refusal for REASON."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+class HostsCache:
+    """hosts.cfg, read again when one of its files changes.
+
+    An index that has problems and no hosts at all (a file being
+    replaced, a typo in an include) does not replace the last good one:
+    that would lock every device out until the admin noticed.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.index = None
+        self._stamps = None
+        self._checked = -math.inf
+
+    def get(self) -> HostIndex:
+        """Return the current index, reading hosts.cfg again if needed."""
+        now = time.monotonic()
+
+        if self.index is not None and now - self._checked < HOSTS_RECHECK:
+            return self.index
+
+        self._checked = now
+
+        if self.index is not None and \
+                _stamps(self.index.sources) == self._stamps:
+            return self.index
+
+        index = load_hosts(self.path)
+
+        if index.problems and not index.names and self.index is not None:
+            log_event('error', 'hosts.cfg cannot be used (%s); keeping '
+                      'the hosts read before' % '; '.join(index.problems))
+        else:
+            self.index = index
+
+        self._stamps = _stamps(index.sources)
+        return self.index
+
+
+def _stamps(paths: 'list[str]') -> tuple:
+    """Return the modification times of PATHS (None where missing)."""
+    stamps = []
+
+    for path in paths:
+        try:
+            stamps.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+
+    return tuple(stamps)
+
+
+class KeyCache:
+    """Key records read fresh at every login, the last good one kept.
+
+    Reading one small file per login picks up keys add, revoke and
+    rotate at once, without dropping anyone's connection.  A record that
+    cannot be read (a damaged file, a registry that is not mounted)
+    leaves the last good copy of that key in force, and the log says so.
+    """
+
+    def __init__(self, registry: str) -> None:
+        self.registry = registry
+        self._good = {}
+
+    def get(self, fingerprint: str) -> 'KeyRecord | None':
+        """Return the record for FINGERPRINT, or None if it has none."""
+        try:
+            if not os.path.isdir(os.path.join(self.registry, 'keys')):
+                raise ConfigError('registry %s has no keys directory'
+                                  % self.registry)
+            record = read_record(self.registry, fingerprint)
+        except XysshError as err:
+            record = self._good.get(fingerprint)
+            log_event('error', 'registry unreadable for fp=%s (%s); %s'
+                      % (fingerprint, err.detail, 'using the last good '
+                         'record' if record else 'no earlier record'))
+            return record
+
+        if record is None:
+            self._good.pop(fingerprint, None)
+        else:
+            self._good[fingerprint] = record
+
+        return record
+
+
+class Settings:
+    """The [server] settings serve reads, checked once per (re)load."""
+
+    def __init__(self, config) -> None:
+        server = config.server
+        self.config = config
+        self.server = server
+        self.listen = [split_host_port(item, 1985)
+                       for item in server.text('listen').split()]
+        self.host_key = server.text('serve_host_key') or \
+            os.path.join(server.text('registry'), 'serve_host_key')
+        self.max_connections = server.number('max_connections', 1)
+        self.max_unauthenticated = \
+            server.number('max_unauthenticated_per_address', 1)
+        self.login_grace_time = server.number('login_grace_time', 1)
+        self.idle_timeout = server.number('idle_timeout', 1)
+        self.message_time = server.number('message_time', 1)
+        self.ssh_rsa_sha1 = server.flag('ssh_rsa_sha1')
+        self.status_column = server.text('status_column')
+        self.status_host = server.text('status_host') or \
+            os.uname().nodename
+        self.status_interval = server.number('status_interval', 10)
+        self.status_yellow = server.number('status_refused_yellow', 1)
+        self.status_red = server.number('status_refused_red', 1)
+        self.status_expiry_days = server.number('status_expiry_days', 0)
+        self.xymond = parse_address(server.text('xymond'))
+        self.xymond_timeout = server.number('xymond_timeout', 1)
+        # Checked here so that a bad value stops a (re)load, not a login.
+        server.number('maxmsg_status', 32)
+        server.number('maxmsg_client', 32)
+        server.number('maxmsg_data', 32)
+        server.number('rotation_grace_days', 0)
+
+        if not self.listen:
+            raise ConfigError('%s [server] listen is empty' % config.path)
+
+
+class Service:
+    """Everything the connections share: settings, caches, counters."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.settings = Settings(load_config(config_path))
+        server = self.settings.server
+        setup_logging(server.text('log'), server.text('syslog_facility'))
+        self.hosts = HostsCache(server.text('hosts_cfg'))
+        self.keys = KeyCache(server.text('registry'))
+        self.counters = Counters()
+        self.logins = set()
+        self.unauthenticated = {}
+        self.channels = set()
+        self.started = time.time()
+
+    def reload(self) -> None:
+        """Read the configuration again (SIGHUP); keep the old on error.
+
+        New settings apply to new connections and channels; the listen
+        addresses and the host key stay as they were until a restart.
+        """
+        try:
+            settings = Settings(load_config(self.config_path))
+        except XysshError as err:
+            log_event('error', 'serve: configuration not reloaded, the '
+                      'old one stays in force: %s' % err.detail)
+            return
+
+        server = settings.server
+        setup_logging(server.text('log'), server.text('syslog_facility'))
+
+        if server.text('hosts_cfg') != self.hosts.path:
+            self.hosts = HostsCache(server.text('hosts_cfg'))
+
+        if server.text('registry') != self.keys.registry:
+            self.keys = KeyCache(server.text('registry'))
+
+        self.settings = settings
+        log_event('info', 'serve: configuration reloaded from %s'
+                  % self.config_path)
+
+
+class DeviceLogin(asyncssh.SSHServer):
+    """One incoming connection: limits, authentication, identity."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.connection = None
+        self.peer = '-'
+        self.authenticated = False
+        # The key of the last authentication request that passed our
+        # checks.  asyncssh calls validate_public_key for every key
+        # offered and again, with its signature, for the one that
+        # authenticates, right before success; so once auth_completed
+        # runs, this is the key that signed.
+        self._candidate = None
+        self.record = None
+        self.open_channels = 0
+        self._idle_timer = None
+
+    def connection_made(self, conn) -> None:
+        """Turn away connections over the global or per-address limit."""
+        self.connection = conn
+        self.peer = (conn.get_extra_info('peername') or ('-',))[0]
+        service = self.service
+        settings = service.settings
+        waiting = service.unauthenticated.get(self.peer, 0)
+
+        if len(service.logins) >= settings.max_connections or \
+                waiting >= settings.max_unauthenticated:
+            service.counters.turned_away += 1
+            log_event('warning', 'serve: connection from %s turned away: '
+                      '%s' % (self.peer, 'max_connections reached'
+                              if len(service.logins) >=
+                              settings.max_connections else
+                              'max_unauthenticated_per_address reached'))
+            asyncio.get_event_loop().call_soon(conn.abort)
+            return
+
+        service.logins.add(self)
+        service.unauthenticated[self.peer] = waiting + 1
+        service.counters.connections += 1
+        conn.set_extra_info(xyssh_login=self)
+
+    def connection_lost(self, exc) -> None:
+        """Forget the connection and its limits' share."""
+        service = self.service
+
+        if self in service.logins:
+            service.logins.discard(self)
+
+            if not self.authenticated:
+                self._release_startup()
+
+        if self._idle_timer:
+            self._idle_timer.cancel()
+
+    def _release_startup(self) -> None:
+        """Give back this connection's unauthenticated slot."""
+        left = self.service.unauthenticated.get(self.peer, 1) - 1
+
+        if left > 0:
+            self.service.unauthenticated[self.peer] = left
+        else:
+            self.service.unauthenticated.pop(self.peer, None)
+
+    def begin_auth(self, username: str) -> bool:
+        """Authentication is always required."""
+        return True
+
+    def password_auth_supported(self) -> bool:
+        """Device keys only."""
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        """Device keys only."""
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        """Device keys are the one way in."""
+        return True
+
+    def validate_public_key(self, username: str, key) -> bool:
+        """Accept a registered key in a usable state, and remember it."""
+        fingerprint = key.get_fingerprint('sha256')
+        record = self.service.keys.get(fingerprint)
+
+        try:
+            check_key(record)
+        except NotPermitted as err:
+            if record is not None:
+                # Unknown keys are logged once the login fails; a revoked
+                # or expired key that still tries is worth a line each.
+                refuse(err, fingerprint, self.peer, record.host)
+            self._candidate = None
+            return False
+
+        if not self.service.settings.ssh_rsa_sha1 and \
+                key.algorithm == b'ssh-rsa':
+            # asyncssh 2.24 verifies every signature algorithm the key
+            # type knows, ssh-rsa (SHA-1) included, and has no option to
+            # refuse one; the set it checks against is a plain attribute
+            # of the key object, which this narrows for this login only.
+            key.all_sig_algorithms = set(key.all_sig_algorithms) - \
+                {b'ssh-rsa'}
+
+        self._candidate = record
+        return True
+
+    def auth_completed(self) -> None:
+        """Fix the identity: the key whose signature was just verified."""
+        self.authenticated = True
+        self.record = self._candidate
+        self._release_startup()
+        self._touch()
+
+    def channel_opened(self) -> None:
+        """Count a channel; an open one keeps the connection alive."""
+        self.open_channels += 1
+        self._touch()
+
+    def channel_closed(self) -> None:
+        """Count a channel out and restart the idle clock."""
+        self.open_channels -= 1
+        self._touch()
+
+    def _touch(self) -> None:
+        """(Re)start the idle timer of a connection with no channel."""
+        if self._idle_timer:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+        if self.open_channels == 0 and self.connection is not None:
+            self._idle_timer = asyncio.get_event_loop().call_later(
+                self.service.settings.idle_timeout, self.connection.close)
+
+
+class ChannelReader:
+    """Read a channel's input in bounded waits, like the forced command:
+    each wait at most IDLE seconds, one message at most MESSAGE_TIME."""
+
+    def __init__(self, stream, idle: float, message_time: float) -> None:
+        self.stream = stream
+        self.idle = idle
+        self.message_time = message_time
+        self.buffer = b''
+        self.eof = False
+        self.deadline = 0.0
+
+    def start_message(self) -> None:
+        """Start the clock for the next message."""
+        self.deadline = time.monotonic() + self.message_time
+
+    async def _fill(self) -> None:
+        """Read what arrives next, within the idle and message limits."""
+        left = self.deadline - time.monotonic()
+
+        if left <= 0:
+            raise MalformedMessage('message not complete after %d seconds; '
+                                   'dropped' % self.message_time)
+
+        try:
+            chunk = await asyncio.wait_for(self.stream.read(1 << 18),
+                                           min(self.idle, left))
+        except asyncio.TimeoutError:
+            if time.monotonic() >= self.deadline:
+                raise MalformedMessage('message not complete after %d '
+                                       'seconds; dropped'
+                                       % self.message_time) from None
+            raise MalformedMessage('no data for %d seconds; message '
+                                   'dropped' % self.idle) from None
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError,
+                BrokenPipeError):
+            # A client that went away mid-message ended its input: what
+            # arrived is judged (and refused as cut short) like any end.
+            chunk = b''
+
+        if chunk:
+            self.buffer += chunk
+        else:
+            self.eof = True
+
+    async def read_frame(self, limits, first: bool) -> 'bytes | None':
+        """Return the next framed message, None at a clean end of input.
+
+        Raises MalformedMessage for a bad header, a frame over LIMITS,
+        a cut message or a wrong digest, as the forced command does.
+        """
+        self.start_message()
+
+        while b'\n' not in self.buffer[:wire.MAX_HEADER] and \
+                not self.eof and len(self.buffer) < wire.MAX_HEADER:
+            await self._fill()
+
+        if not self.buffer and self.eof:
+            if first:
+                raise MalformedMessage('no message received')
+            return None
+
+        end = self.buffer.find(b'\n', 0, wire.MAX_HEADER)
+        header = wire.parse_request_header(self.buffer[:end + 1]) \
+            if end >= 0 else None
+
+        if header is None:
+            raise MalformedMessage('input is not framed by xyssh; send '
+                                   'with xymon-ssh or xyssh send')
+
+        length, digest = header
+        limits.check_frame(length)
+        self.buffer = self.buffer[end + 1:]
+
+        while len(self.buffer) < length and not self.eof:
+            await self._fill()
+
+        data, self.buffer = self.buffer[:length], self.buffer[length:]
+
+        if len(data) < length:
+            raise MalformedMessage('message cut short: %d of %d bytes '
+                                   'arrived' % (len(data), length))
+
+        if not wire.digest_matches(data, digest):
+            raise MalformedMessage('message does not match its SHA-256')
+
+        return data
+
+
+class Channel:
+    """One session channel of an authenticated login."""
+
+    def __init__(self, service: Service, login: DeviceLogin,
+                 process) -> None:
+        self.service = service
+        self.login = login
+        self.process = process
+        self.settings = service.settings
+
+    def answer_error(self, err: XysshError) -> None:
+        """Tell the client, as the forced command does: an answer line on
+        the channel's stdout, one short line on its stderr."""
+        self.process.stdout.write(wire.error_answer(err.exit_status,
+                                                    err.client_text))
+        self.process.stderr.write((err.client_text + '\n').encode(
+            'utf-8', 'replace'))
+
+    async def run(self) -> int:
+        """Serve the channel; return its exit status."""
+        process = self.process
+        login = self.login
+        record = login.record
+        command = process.command
+
+        if record is None:
+            # Not reachable through asyncssh's own checks; never guess.
+            err = NotPermitted('this login has no key')
+            self.answer_error(err)
+            return err.exit_status
+
+        if process.subsystem is not None or command is not None and \
+                command not in SEND_COMMANDS + (CHECK_COMMAND,
+                                                ROTATE_COMMAND):
+            err = NotPermitted('unsupported command; send with xymon-ssh')
+            refuse(err, record.fingerprint, login.peer, record.host)
+            self.service.counters.refuse(err.reason)
+            self.answer_error(err)
+            return err.exit_status
+
+        # The registry may have changed since the login: judge the key
+        # as it stands now, as the forced command does at each login.
+        current = self.service.keys.get(record.fingerprint)
+
+        try:
+            intake = open_intake(self.settings.server, check_key(current),
+                                 self.service.hosts.get(), login.peer)
+        except XysshError as err:
+            refuse(err, record.fingerprint, login.peer, record.host)
+            self.service.counters.refuse(err.reason)
+            self.answer_error(err)
+            return err.exit_status
+
+        reader = ChannelReader(process.stdin, self.settings.idle_timeout,
+                               self.settings.message_time)
+
+        if command == CHECK_COMMAND:
+            record_check(intake)
+            process.stdout.write(wire.ok_answer(b''))
+            return 0
+
+        if command == ROTATE_COMMAND:
+            return await self._rotate(intake, reader)
+
+        if intake.key.rotate_requested:
+            process.stderr.write(b'xyssh-notice: rotate\n')
+
+        return await self._serve(intake, reader)
+
+    async def _rotate(self, intake: Intake, reader: ChannelReader) -> int:
+        """Take the new public key in the one frame of the channel."""
+        from .policy import Limits
+
+        try:
+            data = await reader.read_frame(
+                Limits(KEY_FRAME_KIB, KEY_FRAME_KIB, KEY_FRAME_KIB), True)
+            await asyncio.get_event_loop().run_in_executor(
+                None, rotate_key, self.settings.config, intake, data)
+        except XysshError as err:
+            self.service.counters.refuse(err.reason)
+            self.answer_error(err)
+            return err.exit_status
+
+        self.process.stdout.write(wire.ok_answer(b''))
+        return 0
+
+    async def _serve(self, intake: Intake, reader: ChannelReader) -> int:
+        """Answer framed messages until EOF; return the exit status."""
+        loop = asyncio.get_event_loop()
+        status = 0
+        first = True
+
+        while True:
+            try:
+                data = await reader.read_frame(intake.limits, first)
+            except XysshError as err:
+                refuse(err, intake.key.fingerprint, intake.peer,
+                       intake.key_host)
+                self.service.counters.refuse(err.reason)
+                self.answer_error(err)
+                return err.exit_status
+
+            if data is None:
+                return status
+
+            first = False
+
+            try:
+                # A blocking connection to xymond, as in the forced
+                # command, in a worker thread so others are not held up.
+                reply = await loop.run_in_executor(None, intake.handle,
+                                                   data)
+            except XysshError as err:
+                self.service.counters.refuse(err.reason)
+                self.answer_error(err)
+                status = err.exit_status
+                continue
+
+            self.service.counters.accepted += 1
+
+            if intake.key.state == 'pending':
+                await loop.run_in_executor(None, activate_key,
+                                           self.settings.config, intake)
+
+            self.process.stdout.write(wire.ok_answer(reply))
+
+
+async def _handle_process(service: Service, process) -> None:
+    """Run one session channel and close it with its exit status."""
+    login = process.get_extra_info('connection').get_extra_info(
+        'xyssh_login')
+    task = asyncio.current_task()
+    service.channels.add(task)
+    login.channel_opened()
+    status = 70
+
+    try:
+        status = await Channel(service, login, process).run()
+    except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged,
+            asyncssh.SignalReceived, BrokenPipeError,
+            asyncssh.ConnectionLost, asyncssh.DisconnectError):
+        status = 74
+    except Exception:
+        import traceback
+        log_event('error', 'serve: channel failed from %s: %s' % (
+            login.peer, ' | '.join(traceback.format_exc().strip()
+                                   .splitlines())))
+        try:
+            Channel(service, login, process).answer_error(XysshError())
+        except Exception:
+            pass
+    finally:
+        service.channels.discard(task)
+        login.channel_closed()
+
+    try:
+        process.exit(status)
+    except Exception:
+        pass
+
+
+def load_host_key(path: str):
+    """Return serve's host key, creating an ed25519 one on first start."""
+    if not os.path.exists(path):
+        from .keys import write_atomically
+
+        key = asyncssh.generate_private_key('ssh-ed25519',
+                                            comment='xyssh serve')
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700,
+                    exist_ok=True)
+        write_atomically(path, key.export_private_key(), 0o600)
+        write_atomically(path + '.pub', key.export_public_key(), 0o644)
+        log_event('info', 'serve: created host key %s (%s)'
+                  % (path, key.get_fingerprint('sha256')))
+
+    try:
+        return asyncssh.read_private_key(path)
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise ConfigError('cannot read serve host key %s: %s'
+                          % (path, exc)) from None
+
+
+def status_message(service: Service, now: float) -> bytes:
+    """Return the status message for serve's own column."""
+    settings = service.settings
+    counters = service.counters
+    refused = sum(counters.refused.values())
+    expiring = _expiring_keys(settings, now)
+
+    if refused >= settings.status_red:
+        color = 'red'
+    elif refused >= settings.status_yellow or expiring or \
+            counters.turned_away:
+        color = 'yellow'
+    else:
+        color = 'green'
+
+    minutes = max(1, math.ceil(settings.status_interval * 2 / 60))
+    lines = [
+        'status+%dm %s.%s %s %s xyssh serve' % (
+            minutes, settings.status_host.replace('.', ','),
+            settings.status_column, color, time.strftime(
+                '%a %b %d %H:%M:%S %Y', time.localtime(now))),
+        '',
+        'In the last %d seconds:' % settings.status_interval,
+        'Connections: %d (open now: %d, turned away at the limits: %d)'
+        % (counters.connections, len(service.logins),
+           counters.turned_away),
+        'Messages accepted: %d' % counters.accepted,
+        'Messages refused: %d (red at %d, yellow at %d)'
+        % (refused, settings.status_red, settings.status_yellow),
+    ]
+    lines += ['  %s: %d' % item for item in sorted(counters.refused.items())]
+
+    if expiring:
+        lines += ['', 'Keys expiring within %d days:'
+                  % settings.status_expiry_days]
+        lines += ['  %s %s %s' % item for item in expiring]
+
+    return ('\n'.join(lines) + '\n').encode('utf-8', 'replace')
+
+
+def _expiring_keys(settings: Settings, now: float) -> 'list[tuple]':
+    """Return (expiry, host, fingerprint) of keys that expire soon."""
+    limit = utc_stamp(now + settings.status_expiry_days * 86400)
+    current = utc_stamp(now)
+
+    try:
+        records = read_all_records(settings.server.text('registry'))
+    except (OSError, XysshError) as exc:
+        log_event('error', 'serve: cannot read the registry for the '
+                  'status column: %s' % exc)
+        return []
+
+    return sorted((record.expires, record.host, record.fingerprint)
+                  for record in records
+                  if record.state == 'retiring' and
+                  current < record.expires <= limit)
+
+
+async def _report_status(service: Service) -> None:
+    """Send serve's status column to xymond at every interval."""
+    loop = asyncio.get_event_loop()
+
+    while True:
+        await asyncio.sleep(service.settings.status_interval)
+        settings = service.settings
+
+        if not settings.status_column:
+            continue
+
+        message = status_message(service, time.time())
+        service.counters = Counters()
+
+        try:
+            await loop.run_in_executor(None, send_to_xymond,
+                                       settings.xymond, message,
+                                       settings.xymond_timeout)
+        except XysshError:
+            log_event('error', 'serve: cannot send the %s status column '
+                      'to xymond' % settings.status_column)
+
+
+async def run(config_path: str, ready=print) -> int:
+    """Serve until SIGTERM; return the exit status.
+
+    READY is called with one line once every address is listening: the
+    host key fingerprint and the known_hosts line devices need.
+    """
+    service = Service(config_path)
+    settings = service.settings
+    key = load_host_key(settings.host_key)
+    loop = asyncio.get_event_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
+    # Not offered in server-sig-algs either, so clients pick SHA-2.
+    algorithms = [name.decode('ascii') for name in asyncssh.public_key.
+                  get_default_public_key_algs() if name != b'ssh-rsa']
+
+    async def process(process) -> None:
+        await _handle_process(service, process)
+
+    listeners = []
+
+    for host, port in settings.listen:
+        try:
+            listeners.append(await asyncssh.listen(
+                host or None, port,
+                server_factory=lambda: DeviceLogin(service),
+                server_host_keys=[key], process_factory=process,
+                encoding=None, allow_pty=False, x11_forwarding=False,
+                agent_forwarding=False, login_timeout=
+                settings.login_grace_time, keepalive_interval=0,
+                signature_algs=algorithms if not settings.ssh_rsa_sha1
+                else (), line_editor=False))
+        except OSError as exc:
+            log_event('error', 'serve: cannot listen on %s port %d: %s'
+                      % (host, port, exc.strerror))
+
+    if not listeners:
+        raise ConfigError('serve cannot listen on any of [server] listen')
+
+    public = key.export_public_key().decode('ascii').split()
+    addresses = ' '.join('%s:%d' % (address[0], address[1])
+                         for listener in listeners
+                         for address in listener.get_addresses())
+    ready('xyssh serve: listening on %s; host key %s; devices pin it '
+          'with the known_hosts line "[SERVER]:PORT %s %s"'
+          % (addresses, key.get_fingerprint('sha256'), public[0],
+             public[1]))
+    log_event('info', 'serve: listening on %s, host key %s'
+              % (addresses, key.get_fingerprint('sha256')))
+    reporter = asyncio.ensure_future(_report_status(service))
+
+    await stop.wait()
+
+    log_event('info', 'serve: stopping; %d message channels in flight'
+              % len(service.channels))
+
+    for listener in listeners:
+        listener.close()
+
+    reporter.cancel()
+
+    if service.channels:
+        await asyncio.wait(set(service.channels), timeout=STOP_GRACE)
+
+    for login in list(service.logins):
+        if login.connection is not None:
+            login.connection.close()
+
+    log_event('info', 'serve: stopped')
+    return 0
+
+
+def main(config_path: str) -> int:
+    """Run serve from the command line; return the exit status."""
+    try:
+        return asyncio.run(run(config_path, ready=lambda line: print(
+            line, flush=True)))
+    except XysshError as err:
+        log_event('error', 'serve cannot start: %s' % err.detail)
+        raise
