@@ -8,7 +8,7 @@ import time
 
 from xyssh.sandbox import free_port
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
@@ -43,6 +43,7 @@ class ServeProcess:
 
     def run(self) -> None:
         """Start the process and wait for its ready line (bounded)."""
+        start = len(self.output())
         output = open(self.output_path, 'ab')
         self.proc = subprocess.Popen(
             [self.program, '--config', str(self.config), 'serve'],
@@ -51,15 +52,17 @@ class ServeProcess:
         deadline = time.monotonic() + START_TIMEOUT
 
         while time.monotonic() < deadline:
-            if b'listening on' in self.output():
+            if b'listening on' in self.output()[start:]:
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
 
         self.stop()
-        raise RuntimeError('xyssh serve did not start: %s'
-                           % self.output().decode(errors='replace'))
+        log = self.config.parent / 'xyssh.log'
+        raise RuntimeError('xyssh serve did not start: %s; log: %s' % (
+            self.output()[start:].decode(errors='replace'),
+            log.read_text() if log.exists() else '-'))
 
     def output(self) -> bytes:
         """Return what serve printed so far."""

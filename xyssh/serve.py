@@ -49,6 +49,8 @@ ROTATE_COMMAND = 'xyssh-rotate'
 KEY_FRAME_KIB = 16
 # How long SIGTERM waits for messages in flight before it drops them.
 STOP_GRACE = 30.0
+# How long it then waits for clients to close their connections.
+CLOSE_GRACE = 5.0
 # hosts.cfg is looked at for changes at most this often (seconds).
 HOSTS_RECHECK = 2.0
 
@@ -175,7 +177,7 @@ class Settings:
         self.status_column = server.text('status_column')
         self.status_host = server.text('status_host') or \
             os.uname().nodename
-        self.status_interval = server.number('status_interval', 10)
+        self.status_interval = server.number('status_interval', 1)
         self.status_yellow = server.number('status_refused_yellow', 1)
         self.status_red = server.number('status_refused_red', 1)
         self.status_expiry_days = server.number('status_expiry_days', 0)
@@ -786,6 +788,13 @@ async def run(config_path: str, ready=print) -> int:
 
     if service.channels:
         await asyncio.wait(set(service.channels), timeout=STOP_GRACE)
+
+    # A client closes its connection once it has its last answer and
+    # exit status; closing it first could cut that short.
+    deadline = loop.time() + CLOSE_GRACE
+
+    while service.logins and loop.time() < deadline:
+        await asyncio.sleep(0.05)
 
     for login in list(service.logins):
         if login.connection is not None:
