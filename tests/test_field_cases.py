@@ -361,6 +361,15 @@ def test_c32_agent_keys_are_never_offered(deployment, web01, db01, agent,
     assert 'key=web01.example.com' in line
 
 
+def _kept(device) -> 'list[bytes]':
+    """Return the reports DEVICE keeps in its spool for its server."""
+    from xyssh.spool import Spool, server_directory
+
+    spool = Spool(server_directory(str(device.spool_base), '127.0.0.1:%d'
+                                   % device.deployment.server.port), 1 << 30)
+    return [entry.data for entry in spool.entries()]
+
+
 def test_c32_passphrase_protected_key_fails_before_connecting(
         deployment, web01):
     subprocess.run(['ssh-keygen', '-q', '-p', '-N', 'secret', '-P', '',
@@ -373,6 +382,7 @@ def test_c32_passphrase_protected_key_fails_before_connecting(
 
     assert result.returncode == EXIT_DEVICE_KEY
     assert b'passphrase-protected' in result.stderr
+    assert _kept(web01) == [b'status web01.example.com.cpu green']
     assert deployment.sshd.log_text().count('Connection from') == \
         connections_before
     assert deployment.tap.connections == 0
@@ -409,6 +419,7 @@ def test_c33_changed_host_key_is_refused_and_known_hosts_untouched(
     result = web01.send('127.0.0.1', 'status web01.example.com.cpu green')
 
     assert result.returncode == EXIT_HOST_KEY
+    assert _kept(web01) == [b'status web01.example.com.cpu green']
     assert b'CHANGED' in result.stderr
     assert expected.encode() in result.stderr
     assert offered.encode() in result.stderr

@@ -183,3 +183,25 @@ def test_granted_ping_prints_exactly_xymond_reply(deployment, pinger):
     assert deployment.tap.wait_for(1) == [b'ping']
     assert result.stdout.startswith(b'xymond 4.3.30')
     assert result.stdout == deployment.xymond.query('ping')
+
+
+def test_config_option_is_taken_with_or_without_an_equals_sign(
+        deployment, web01, tmp_path):
+    moved = tmp_path / 'elsewhere.cfg'
+    moved.write_bytes(web01.config.read_bytes())
+    # The environment names a configuration that does not exist, so only
+    # the option can make the message go through.
+    missing = {'XYSSH_CONFIG': str(tmp_path / 'missing.cfg')}
+    status = 'status web01.example.com.opt green ok'
+
+    spaced = web01.send('--config', str(moved), '127.0.0.1', status,
+                        env=missing)
+    joined = web01.send('--config=%s' % moved, '127.0.0.1', status,
+                        env=missing)
+    bare = web01.send('127.0.0.1', status, '--config', env=missing)
+
+    assert spaced.returncode == 0, spaced.stderr
+    assert joined.returncode == 0, joined.stderr
+    assert bare.returncode == 1
+    assert b'--config needs a PATH' in bare.stderr
+    assert deployment.tap.wait_for(2) == [status.encode()] * 2

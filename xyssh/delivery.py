@@ -10,7 +10,8 @@ import random
 import sys
 import time
 
-from .client import (EXIT_CONNECT, EXIT_OK, EXIT_RESOLVE, EXIT_SERVER_ERROR,
+from .client import (EXIT_CONNECT, EXIT_DEVICE_KEY, EXIT_HOST_KEY,
+                     EXIT_OK, EXIT_RESOLVE, EXIT_SERVER_ERROR,
                      EXIT_TIMEOUT, EXIT_XYMOND_DOWN,
                      Answer, Destination, SendFailure, send_messages)
 from .spool import Spool, SpoolError, report_key, server_directory, \
@@ -21,10 +22,13 @@ from .spool import Spool, SpoolError, report_key, server_directory, \
 # or the session broke before every answer came.
 RETRY_IN_RUN = (EXIT_RESOLVE, EXIT_CONNECT, EXIT_SERVER_ERROR)
 
-# Failures after which a report is kept for a later run.  Refusals and
-# configuration or key problems are not: sending again cannot help until
-# someone changes something, and the report would only go stale.
-KEEP_FOR_LATER = RETRY_IN_RUN + (EXIT_TIMEOUT, EXIT_XYMOND_DOWN)
+# Failures after which a report is kept for a later run.  A server host
+# key that changed and a device key that cannot be used are among them:
+# nothing was sent, and once the admin has checked and fixed the key the
+# reports still within their lifetime go out.  Refusals are not kept:
+# the server said no to the message itself.
+KEEP_FOR_LATER = RETRY_IN_RUN + (EXIT_TIMEOUT, EXIT_XYMOND_DOWN,
+                                 EXIT_HOST_KEY, EXIT_DEVICE_KEY)
 
 FIRST_BACKOFF = 1.0
 LONGEST_BACKOFF = 30.0

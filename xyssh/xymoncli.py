@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 XYMON_VERSION = 'Xymon version 4.3.30'
 USAGE = ('Usage: xymon-ssh [--debug] [--timeout=N] [--merge] '
-         '[--config=PATH] RECIPIENT MESSAGE\n'
+         '[--config PATH] RECIPIENT MESSAGE\n'
          '       xymon-ssh --version\n')
 
 # Options of Xymon's xymon that make no sense over SSH; accepted quietly.
@@ -49,10 +49,20 @@ def parse_argv(argv: 'list[str]') -> Options:
     """Parse argv the way xymon does: unknown options only draw a warning."""
     options = Options()
 
-    for word in argv:
+    words = iter(argv)
+
+    for word in words:
         # Like xymon, every word starting with "--" is an option, even
         # after RECIPIENT or MESSAGE.
-        if not word.startswith('--') and word != '-?':
+        if word == '--config':
+            # xyssh's own option, also spelt as the other commands take
+            # it: --config PATH.
+            options.config = next(words, None)
+
+            if not options.config:
+                sys.stderr.write('--config needs a PATH\n')
+                options.help = True
+        elif not word.startswith('--') and word != '-?':
             options.words.append(word)
         elif word == '--debug':
             options.debug = True
