@@ -396,3 +396,50 @@ def test_serve_reports_its_own_status_column_to_xymond(make_deployment):
     text = row[2].replace('\\n', '\n')
     assert 'Messages refused: 1' in text
     assert 'not-permitted: 1' in text
+
+
+XYMONLAUNCH = '/usr/lib/xymon/server/bin/xymonlaunch'
+TOP = pathlib.Path(__file__).parent.parent
+
+
+def test_the_sample_xymonlaunch_task_runs_serve_and_stops_it(serve,
+                                                             tmp_path):
+    from conftest import XYSSH
+
+    web01 = serve.add_device('web01.example.com')
+    serve.server.stop()
+    env = tmp_path / 'xymonserver.cfg'
+    env.write_text('XYMONSERVERLOGS=%s\n' % tmp_path)
+    # The shipped entry with this machine's paths; this launcher runs no
+    # xymond task, so the entry's NEEDS line has nothing to wait for.
+    task = (TOP / 'conf' / 'tasks.d' / 'xyssh.cfg').read_text()
+    task = task.replace('/usr/local/bin/xyssh', XYSSH).replace(
+        '/etc/xymon/xyssh.cfg', str(serve.config)).replace(
+        '/usr/lib/xymon/server/etc/xymonserver.cfg', str(env))
+    tasks = tmp_path / 'tasks.cfg'
+    tasks.write_text('\n'.join(line for line in task.splitlines()
+                               if 'NEEDS' not in line) + '\n')
+    launcher = subprocess.Popen(
+        [XYMONLAUNCH, '--config=%s' % tasks, '--no-daemon',
+         '--log=%s' % (tmp_path / 'xymonlaunch.log')],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    try:
+        started = wait_until(lambda: (tmp_path / 'xyssh.log').exists()
+                             and b'listening on' in
+                             (tmp_path / 'xyssh.log').read_bytes())
+        sent = web01.send('127.0.0.1', STATUS)
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(20)
+
+    stopped = wait_until(lambda: _log_has(serve, 'serve: stopped'))
+    probe = socket.socket()
+    late = probe.connect_ex(('127.0.0.1', serve.server.port))
+    probe.close()
+
+    assert started
+    assert sent.returncode == 0, sent.stderr
+    assert serve.tap.wait_for(1) == [STATUS.encode()]
+    assert stopped
+    assert late != 0
