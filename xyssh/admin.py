@@ -477,10 +477,22 @@ class KeyAdmin:
         return problems
 
     def sync(self) -> None:
-        """Rewrite the managed block from the registry."""
+        """Rewrite the managed block from the registry (and, with a CA,
+        the principals file)."""
+        from .ca import Authority, ca_public_line
+
+        if ca_public_line(self.server) is not None:
+            Authority(self.config).sync()
+            return
+
         with registry_lock(self.registry):
-            self._clean_up()
-            self._install(self._prepare(read_all_records(self.registry)))
+            self.sync_locked()
+
+    def sync_locked(self) -> None:
+        """Rewrite authorized_keys and the revocation list; the caller
+        holds the registry lock."""
+        self._clean_up()
+        self._install(self._prepare(read_all_records(self.registry)))
 
     def access_warnings(self) -> 'list[str]':
         """Say what the service account will not be able to use.
@@ -550,7 +562,19 @@ class KeyAdmin:
 
         return (prepare_authorized_keys(self.authorized_keys, records,
                                         self.program, self.config.path),
-                revocation_list(records) if revoked_keys else None)
+                revocation_list(records, *self._revoked_certificates())
+                if revoked_keys else None)
+
+    def _revoked_certificates(self) -> 'tuple[list[int], str | None]':
+        """Return the revoked certificate serials and the CA key line."""
+        from .ca import ca_public_line, revoked_serials
+
+        ca_line = ca_public_line(self.server)
+
+        if ca_line is None:
+            return [], None
+
+        return revoked_serials(self.registry), ca_line
 
     def _install(self, files: 'tuple[bytes, bytes | None]') -> None:
         """Write what _prepare built: the revocation list first, so a

@@ -606,12 +606,120 @@ def keys_rotate(state: State, host: str) -> None:
 
 
 @keys.command('revoke')
-@click.argument('fingerprint')
+@click.option('--serial', type=click.IntRange(1), default=None,
+              help='Revoke the certificate with this serial instead.')
+@click.option('--key-id', default=None,
+              help='Revoke every certificate with this key id instead.')
+@click.argument('fingerprint', required=False)
 @click.pass_obj
-def keys_revoke(state: State, fingerprint: str) -> None:
-    """Revoke a key: it leaves authorized_keys and is refused from now on."""
-    record = _admin_call(state.admin().revoke, fingerprint)
-    click.echo('revoked %s of %s' % (record.fingerprint, record.host))
+def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
+                fingerprint: 'str | None') -> None:
+    """Revoke a key, or certificates by --serial or --key-id: refused
+    from the next connection on."""
+    if (fingerprint is None) == (serial is None and key_id is None):
+        raise CommandError('name a FINGERPRINT, or --serial N or --key-id '
+                           'ID for certificates')
+
+    if fingerprint is not None:
+        record = _admin_call(state.admin().revoke, fingerprint)
+        click.echo('revoked %s of %s' % (record.fingerprint, record.host))
+        return
+
+    from .ca import Authority
+
+    state.admin()
+    for record in _admin_call(Authority(state.config).revoke, serial,
+                              key_id):
+        click.echo('revoked certificate %d (%s) of %s'
+                   % (record.serial, record.key_id, record.host))
+
+
+@keys.command('sign')
+@click.option('--days', type=click.IntRange(1, 3650), default=None,
+              help='Validity in days (default: ca_validity_days).')
+@click.option('--source-address', default=None, metavar='CIDR[,CIDR]',
+              help='Only accept the certificate from these addresses.')
+@click.option('--output', '-o', type=click.Path(dir_okay=False),
+              default=None, help='Write the certificate here, not stdout.')
+@click.argument('host')
+@click.argument('pubkey_file', type=click.File('rb'))
+@click.pass_obj
+def keys_sign(state: State, days: 'int | None',
+              source_address: 'str | None', output: 'str | None',
+              host: str, pubkey_file) -> None:
+    """Issue a certificate for the key in PUBKEY_FILE as hosts.cfg HOST."""
+    from .ca import Authority
+    from .keys import write_atomically
+
+    state.admin()
+    line, record = _admin_call(Authority(state.config).sign, host,
+                               pubkey_file.read(), pubkey_file.name, days,
+                               source_address)
+
+    if output:
+        write_atomically(output, (line + '\n').encode('ascii'), 0o644)
+        click.echo('certificate %d for %s, valid until %s, in %s'
+                   % (record.serial, record.host, _stamp(
+                       record.valid_before), output), err=True)
+    else:
+        click.echo(line)
+
+
+@keys.command('certs')
+@click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
+@click.pass_obj
+def keys_certs(state: State, as_json: bool) -> None:
+    """List the certificates the CA issued."""
+    from .ca import read_all_cert_records
+
+    records = read_all_cert_records(state.config.server.text('registry'))
+    rows = [{'serial': record.serial, 'host': record.host,
+             'key_id': record.key_id,
+             'state': record.state if record.state != 'active' or
+             record.usable() else 'expired',
+             'valid_after': _stamp(record.valid_after),
+             'valid_before': _stamp(record.valid_before)}
+            for record in records]
+
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+
+    for row in rows:
+        click.echo('%(serial)6d  %(state)-8s %(valid_before)s  %(host)s'
+                   % row)
+
+
+def _stamp(seconds: float) -> str:
+    """Return SECONDS since the epoch as a UTC stamp."""
+    from .registry import utc_stamp
+    return utc_stamp(seconds)
+
+
+@cli.group()
+def ca() -> None:
+    """Run an SSH certificate authority for the devices."""
+
+
+@ca.command('init')
+@click.option('--passphrase-file', type=click.Path(dir_okay=False,
+                                                   exists=True),
+              default=None, help='Protect the CA key with the passphrase '
+              'in this file (name it as ca_passphrase_file in xyssh.cfg).')
+@click.pass_obj
+def ca_init(state: State, passphrase_file: 'str | None') -> None:
+    """Create the CA key; print what sshd needs to trust it."""
+    from .ca import Authority, ca_key_path, principals_path
+
+    state.admin()
+    public = _admin_call(Authority(state.config).init, passphrase_file)
+    server = state.config.server
+    click.echo(public)
+    click.echo('CA key %s created.  For sshd, in the Match block of the '
+               'service account:\n    TrustedUserCAKeys %s.pub\n'
+               '    AuthorizedPrincipalsFile %s'
+               % (ca_key_path(server), ca_key_path(server),
+                  principals_path(server)), err=True)
 
 
 @keys.command('check')

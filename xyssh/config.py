@@ -57,6 +57,15 @@ SERVER_DEFAULTS = {
     'host_key': '/etc/ssh/ssh_host_ed25519_key.pub',
     # yes: refuse unless sshd's ExposeAuthInfo names the key that logged in.
     'require_auth_info': 'no',
+    # The SSH certificate authority ("xyssh ca init"): its private key
+    # (empty: ca/ca_key in the registry directory), a file holding its
+    # passphrase if it has one, how long certificates are valid, and the
+    # file xyssh writes for sshd's AuthorizedPrincipalsFile (empty:
+    # ca/principals in the registry directory).
+    'ca_key': '',
+    'ca_passphrase_file': '',
+    'ca_validity_days': '30',
+    'principals_file': '',
     # yes: accept RSA signatures made with SHA-1 (ssh-rsa), for old
     # devices.  xyssh serve applies it; for sshd, "xyssh keys check"
     # warns where sshd's PubkeyAcceptedAlgorithms disagrees.
@@ -99,6 +108,10 @@ CLIENT_DEFAULTS = {
     # Seconds: a run started without a terminal first waits a random
     # part of this, so a fleet on one schedule does not connect at once.
     'start_window': '30',
+    # The device's certificate, if the server runs a CA (empty: the
+    # identity's name with -cert.pub, as OpenSSH looks for it).  With
+    # less than a third of its validity left, a run renews it.
+    'certificate': '',
 }
 
 SECTIONS = {'server': SERVER_DEFAULTS, 'client': CLIENT_DEFAULTS}

@@ -26,18 +26,21 @@ from .config import load_config
 from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
 from .hostscfg import load_hosts
-from .intake import (Intake, activate_key, check_key, open_intake,
-                     record_check, refuse, rotate_key)
+from .intake import (Intake, activate_key, certificate_key,
+                     check_certificate, check_key, open_intake,
+                     record_check, refuse, renew_certificate, rotate_key)
 from .registry import fingerprint_of_line, is_fingerprint, read_record
 from .log import audit, log_event, setup_logging
 from .policy import Limits
 
-ALLOWED_COMMANDS = ('', 'xyssh-send', 'xyssh-check', 'xyssh-rotate')
+ALLOWED_COMMANDS = ('', 'xyssh-send', 'xyssh-check', 'xyssh-rotate',
+                    'xyssh-renew')
 
 # A frame carrying a public key line (rotation, enrolment) is far
 # smaller than this many KiB.
 KEY_LIMITS = Limits(16, 16, 16)
-USAGE = 'usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT'
+USAGE = ('usage: xyssh receive --config PATH --fp SHA256:FINGERPRINT '
+         '| --cert-host HOST')
 
 
 class StdinReader:
@@ -127,33 +130,36 @@ def _write(descriptor: int, data: bytes) -> None:
         view = view[os.write(descriptor, view):]
 
 
-def _parse_argv(argv: 'list[str]') -> 'tuple[str, str]':
-    """Return (config path, fingerprint) from receive's own arguments."""
-    config = fingerprint = None
+def _parse_argv(argv: 'list[str]') -> 'tuple[str, str, str | None]':
+    """Return (config path, fingerprint, certificate host) from receive's
+    own arguments: a key's line names its fingerprint, a certificate's
+    principals line its host."""
+    values = {'--config': None, '--fp': None, '--cert-host': None}
     position = 0
 
     while position < len(argv):
         word = argv[position]
         name, equals, value = word.partition('=')
 
-        if name in ('--config', '--fp'):
-            if not equals:
-                position += 1
-                value = argv[position] if position < len(argv) else ''
-
-            if name == '--config':
-                config = value
-            else:
-                fingerprint = value
-        else:
+        if name not in values:
             raise ConfigError(USAGE)
 
+        if not equals:
+            position += 1
+            value = argv[position] if position < len(argv) else ''
+
+        values[name] = value
         position += 1
 
-    if not config or not fingerprint or not is_fingerprint(fingerprint):
+    config, fingerprint, host = values['--config'], values['--fp'], \
+        values['--cert-host']
+
+    if not config or (fingerprint is None) == (host is None) or \
+            fingerprint is not None and not is_fingerprint(fingerprint) \
+            or host is not None and not host:
         raise ConfigError(USAGE)
 
-    return config, fingerprint
+    return config, fingerprint or '-', host
 
 
 def _check_original_command() -> None:
@@ -200,7 +206,7 @@ def main(argv: 'list[str]') -> int:
     setup_logging('syslog')
 
     try:
-        config_file, fingerprint = _parse_argv(argv)
+        config_file, fingerprint, cert_host = _parse_argv(argv)
         config = load_config(config_file)
         server = config.server
         setup_logging(server.text('log'), server.text('syslog_facility'))
@@ -211,7 +217,10 @@ def main(argv: 'list[str]') -> int:
         return err.exit_status
 
     try:
-        intake = _open_intake(config, fingerprint, peer)
+        if cert_host is None:
+            intake = _open_intake(config, fingerprint, peer)
+        else:
+            intake = _open_cert_intake(config, cert_host, peer)
     except XysshError as err:
         refuse(err, fingerprint, peer)
         _answer_error(err)
@@ -234,6 +243,9 @@ def main(argv: 'list[str]') -> int:
 
     if command == 'xyssh-rotate':
         return _rotate(config, intake, reader)
+
+    if command == 'xyssh-renew':
+        return _renew(config, intake, reader, cert_host is not None)
 
     if intake.key.rotate_requested:
         # Said first, on stderr, where the answers cannot be disturbed.
@@ -266,6 +278,30 @@ def _rotate(config, intake: Intake, reader: StdinReader) -> int:
     return 0
 
 
+def _renew(config, intake: Intake, reader: StdinReader,
+           certificate_login: bool) -> int:
+    """Sign the new public key in the one frame on stdin for the host of
+    the certificate that logged in; answer with the certificate."""
+    try:
+        if not certificate_login:
+            raise NotPermitted('only a certificate login can renew its '
+                               'certificate')
+        data = _read_frame(reader, KEY_LIMITS, 0)
+    except XysshError as err:
+        refuse(err, intake.key.fingerprint, intake.peer, intake.key_host)
+        _answer_error(err)
+        return err.exit_status
+
+    try:
+        certificate = renew_certificate(config, intake, data or b'')
+    except XysshError as err:
+        _answer_error(err)
+        return err.exit_status
+
+    _write(1, wire.ok_answer(certificate))
+    return 0
+
+
 def enrol_main(argv: 'list[str]') -> int:
     """Run the enrolment entrance's forced command; return the status.
 
@@ -278,7 +314,7 @@ def enrol_main(argv: 'list[str]') -> int:
     setup_logging('syslog')
 
     try:
-        config_file, fingerprint = _parse_argv(argv)
+        config_file, fingerprint, _ = _parse_argv(argv)
         config = load_config(config_file)
         server = config.server
         setup_logging(server.text('log'), server.text('syslog_facility'))
@@ -356,6 +392,74 @@ def _open_intake(config, fingerprint: str, peer: str) -> Intake:
     record = check_key(read_record(registry, fingerprint))
     return open_intake(server, record, load_hosts(server.text('hosts_cfg')),
                        peer)
+
+
+def _open_cert_intake(config, host: str, peer: str) -> Intake:
+    """Check a certificate login of HOST (named by the principals line
+    sshd matched) and return the Intake for its messages.
+
+    sshd checked the CA's signature, the validity and the revocation
+    list.  With ExposeAuthInfo this also reads the certificate sshd
+    accepted and requires the registry to know its serial as HOST's,
+    neither revoked nor expired.
+    """
+    from .ca import read_all_cert_records, read_cert_record
+
+    server = config.server
+    _check_original_command()
+    registry = server.text('registry')
+    certificate = _authenticated_certificate(
+        server.flag('require_auth_info'))
+
+    if certificate is not None:
+        if host not in certificate.principals:
+            raise NotPermitted('the certificate that logged in is not '
+                               'for %s' % host)
+        record = read_cert_record(registry, certificate.serial)
+        check_certificate(record, host, certificate.serial)
+    else:
+        # Without ExposeAuthInfo the serial is unknown; sshd's checks
+        # stand alone, and the newest usable certificate names the key.
+        usable = [record for record in read_all_cert_records(registry)
+                  if record.host.lower() == host.lower() and
+                  record.usable()]
+        if not usable:
+            raise NotPermitted('no usable certificate of %s in the '
+                               'registry' % host)
+        record = usable[-1]
+
+    return open_intake(server, certificate_key(record, record.host),
+                       load_hosts(server.text('hosts_cfg')), peer)
+
+
+def _authenticated_certificate(required: bool):
+    """Return the certificate sshd says logged in (ExposeAuthInfo), or
+    None when sshd does not say; refuse when it must and does not."""
+    from .certificate import parse_certificate_line
+
+    path = os.environ.get('SSH_USER_AUTH')
+
+    if path is None:
+        if required:
+            raise NotPermitted('server cannot confirm which key logged in')
+        return None
+
+    try:
+        with open(path, encoding='ascii', errors='replace') as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        raise NotPermitted('server cannot confirm which key logged in') \
+            from None
+
+    for line in lines:
+        # publickey ssh-ed25519-cert-v01@openssh.com AAAA...
+        if line.startswith('publickey ') and '-cert-' in line.split()[1]:
+            try:
+                return parse_certificate_line(line[len('publickey '):])
+            except ValueError:
+                break
+
+    raise NotPermitted('the login was not made with a certificate')
 
 
 def _answer_error(err: XysshError) -> None:

@@ -6,7 +6,7 @@ hand each complete, framed message to Intake.handle().
 
 from .errors import ConfigError, NotPermitted, XysshError
 from .hostscfg import HostIndex
-from .registry import KeyRecord, mark_seen
+from .registry import KeyRecord, mark_seen, utc_stamp
 from .log import audit, log_event
 from .message import parse_message
 from .policy import Limits, check_message
@@ -168,3 +168,56 @@ def activate_key(config, intake: Intake) -> None:
         return
 
     intake.key.state = 'active'
+
+
+def renew_certificate(config, intake: Intake, data: bytes) -> bytes:
+    """Sign the public key line DATA for the host of the certificate that
+    logged in; return the new certificate line.  The host is the
+    login's, never the request's.  Raises XysshError, logged."""
+    from .ca import Authority
+
+    try:
+        line, record = Authority(config).sign(intake.key_host, data,
+                                              'the renewal request')
+    except OSError as exc:
+        err = ConfigError('cannot write the certificate registry: %s'
+                          % exc.strerror)
+        refuse(err, intake.key.fingerprint, intake.peer, intake.key_host)
+        raise err from None
+    except XysshError as err:
+        refuse(err, intake.key.fingerprint, intake.peer, intake.key_host)
+        raise
+
+    audit('accepted', fp=intake.key.fingerprint, key=intake.key_host,
+          **{'from': intake.peer}, type='renew', host=intake.key_host,
+          test=None, bytes=len(data), reason=None,
+          detail='certificate %d issued, valid until %s'
+          % (record.serial, utc_stamp(record.valid_before)))
+    return line.encode('ascii') + b'\n'
+
+
+def certificate_key(record, host: str) -> KeyRecord:
+    """Return the KeyRecord a certificate login of HOST is judged as:
+    the certified key, with the default grants."""
+    from .registry import fingerprint_of_line
+
+    return KeyRecord(fingerprint_of_line(record.key) or '-', host,
+                     record.key, 'active', created=record.created)
+
+
+def check_certificate(record, host: str, serial: int) -> None:
+    """Refuse a certificate login unless the registry issued SERIAL for
+    HOST and it is neither revoked nor expired."""
+    if record is None:
+        raise NotPermitted('certificate %d was not issued by this server'
+                           % serial)
+
+    if record.host.lower() != host.lower():
+        raise NotPermitted('certificate %d is for %s' % (serial,
+                                                         record.host))
+
+    if record.state == 'revoked':
+        raise NotPermitted('certificate %d was revoked' % serial)
+
+    if not record.usable():
+        raise NotPermitted('certificate %d has expired' % serial)

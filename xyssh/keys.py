@@ -325,8 +325,11 @@ def write_authorized_keys(path: str, data: bytes) -> None:
     write_atomically(path, data, 0o600, (status.st_uid, status.st_gid))
 
 
-def revocation_list(records: 'list[KeyRecord]') -> bytes:
-    """Return an OpenSSH KRL revoking every revoked key in RECORDS.
+def revocation_list(records: 'list[KeyRecord]',
+                    serials: 'list[int]' = (),
+                    ca_line: 'str | None' = None) -> bytes:
+    """Return an OpenSSH KRL revoking every revoked key in RECORDS and
+    the certificates of CA_LINE with SERIALS.
 
     It is built anew from the registry each time (ssh-keygen -k without
     -u replaces a list, so adding to an old file would be the way to lose
@@ -346,10 +349,20 @@ def revocation_list(records: 'list[KeyRecord]') -> bytes:
 
         with open(spec, 'w', encoding='ascii') as handle:
             handle.write(''.join(key + '\n' for key in revoked))
+            handle.write(''.join('serial: %d\n' % serial
+                                 for serial in serials))
+
+        argv = ['ssh-keygen', '-q', '-k', '-f', krl]
+
+        if ca_line is not None:
+            ca_file = os.path.join(work, 'ca.pub')
+            with open(ca_file, 'w', encoding='ascii') as handle:
+                handle.write(ca_line + '\n')
+            argv += ['-s', ca_file]
 
         try:
-            made = subprocess.run(['ssh-keygen', '-q', '-k', '-f', krl,
-                                   spec], capture_output=True, timeout=60)
+            made = subprocess.run(argv + [spec], capture_output=True,
+                                  timeout=60)
             read = subprocess.run(['ssh-keygen', '-Q', '-l', '-f', krl],
                                   capture_output=True, timeout=60) \
                 if made.returncode == 0 else made

@@ -1,0 +1,404 @@
+"""The xyssh certificate authority: OpenSSH user certificates for devices.
+
+ssh-keygen makes the CA key and signs; xyssh decides what goes into a
+certificate and remembers what it issued:
+
+* principal: the device's hosts.cfg name; key id "xyssh:HOST:SERIAL";
+* serial: strictly increasing from 1 (never 0: a serial-0 certificate
+  cannot be revoked by serial);
+* valid from 5 minutes before issue, so a server whose clock is a little
+  behind still takes a fresh certificate, for ca_validity_days;
+* no extensions (no pty, no forwarding), optionally source-address;
+* no force-command.  The command lives on the server alone, in the line
+  of sshd's AuthorizedPrincipalsFile that xyssh writes for each host
+  (and xyssh serve runs its own): a command signed into certificates
+  would lock out every device holding one as soon as an upgrade moved
+  the program, and asyncssh would silently prefer it to the server's.
+
+The registry keeps one small file per certificate under certs/, named by
+serial, which the forced command reads at each certificate login.
+"""
+
+import os
+import time
+
+from .certificate import parse_certificate_line
+from .errors import ConfigError, KeyFileError
+from .keyline import KEY_OPTIONS, shell_quote
+from .registry import utc_stamp
+
+CLOCK_SLACK = 300
+_FIELDS = ('serial', 'host', 'key_id', 'state', 'valid_after',
+           'valid_before', 'created', 'key')
+STATES = ('active', 'revoked')
+
+
+class CertRecord:
+    """What the registry knows about one issued certificate."""
+
+    def __init__(self, serial: int, host: str, key: str, valid_after: int,
+                 valid_before: int, state: str = 'active',
+                 created: str = '', key_id: str = '') -> None:
+        self.serial = serial
+        self.host = host
+        self.key = key
+        self.valid_after = valid_after
+        self.valid_before = valid_before
+        self.state = state
+        self.created = created or utc_stamp()
+        self.key_id = key_id or key_id_for(host, serial)
+
+    def usable(self, now: 'float | None' = None) -> bool:
+        """Tell whether the certificate is neither revoked nor expired."""
+        now = time.time() if now is None else now
+        return self.state == 'active' and \
+            self.valid_after <= now < self.valid_before
+
+    def dump(self) -> str:
+        """Return the record as the text of its registry file."""
+        values = {'serial': self.serial, 'host': self.host,
+                  'key_id': self.key_id, 'state': self.state,
+                  'valid_after': self.valid_after,
+                  'valid_before': self.valid_before,
+                  'created': self.created, 'key': self.key}
+        return ''.join('%s: %s\n' % (name, values[name])
+                       for name in _FIELDS)
+
+
+def key_id_for(host: str, serial: int) -> str:
+    """Return the key id a certificate for HOST with SERIAL carries."""
+    return 'xyssh:%s:%d' % (host, serial)
+
+
+def cert_record_path(registry: str, serial: int) -> str:
+    """Return the path of the record of certificate SERIAL."""
+    return os.path.join(registry, 'certs', '%d' % serial)
+
+
+def read_cert_record(registry: str, serial: int) -> 'CertRecord | None':
+    """Return the record of certificate SERIAL, or None if it has none."""
+    path = cert_record_path(registry, serial)
+
+    try:
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError('cannot read certificate record %s: %s'
+                          % (path, exc.strerror))
+
+    return _parse_record(text, path)
+
+
+def _parse_record(text: str, path: str) -> CertRecord:
+    """Parse the text of one certificate record."""
+    values = {}
+
+    for line in text.split('\n'):
+        name, _, value = line.partition(': ')
+        values[name] = value
+
+    try:
+        return CertRecord(int(values['serial']), values['host'],
+                          values['key'], int(values['valid_after']),
+                          int(values['valid_before']), values['state'],
+                          values['created'], values['key_id'])
+    except (KeyError, ValueError):
+        raise KeyFileError('%s: damaged certificate record' % path) \
+            from None
+
+
+def read_all_cert_records(registry: str) -> 'list[CertRecord]':
+    """Return every certificate record, by serial."""
+    directory = os.path.join(registry, 'certs')
+
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+
+    records = []
+
+    for name in names:
+        if name.isdigit():
+            with open(os.path.join(directory, name),
+                      encoding='utf-8') as handle:
+                records.append(_parse_record(handle.read(),
+                                             os.path.join(directory, name)))
+
+    return sorted(records, key=lambda record: record.serial)
+
+
+def ca_key_path(server) -> str:
+    """Return where the CA's private key is (its public half: .pub)."""
+    return server.text('ca_key') or \
+        os.path.join(server.text('registry'), 'ca', 'ca_key')
+
+
+def principals_path(server) -> str:
+    """Return the file xyssh writes for sshd's AuthorizedPrincipalsFile."""
+    return server.text('principals_file') or \
+        os.path.join(server.text('registry'), 'ca', 'principals')
+
+
+def ca_public_line(server) -> 'str | None':
+    """Return the CA's public key line, or None if there is no CA."""
+    try:
+        with open(ca_key_path(server) + '.pub', encoding='ascii') as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError('cannot read the CA public key %s.pub: %s'
+                          % (ca_key_path(server), exc))
+
+
+def cert_command(program: str, config_path: str, host: str) -> str:
+    """Return the forced command for certificate logins of HOST."""
+    words = [program, 'receive', '--config', config_path,
+             '--cert-host', host]
+    return ' '.join(shell_quote(word) for word in words).replace(
+        '"', '\\"')
+
+
+def principals_text(records: 'list[CertRecord]', program: str,
+                    config_path: str, now: 'float | None' = None) -> bytes:
+    """Return the AuthorizedPrincipalsFile lines: one per host that holds
+    a usable certificate, with restrict and the forced command."""
+    hosts = sorted({record.host for record in records
+                    if record.usable(now)}, key=str.lower)
+    options = ','.join(KEY_OPTIONS)
+    return ''.join('%s,command="%s" %s\n' % (
+        options, cert_command(program, config_path, host), host)
+        for host in hosts).encode('utf-8')
+
+
+class Authority:
+    """CA operations for one server configuration."""
+
+    def __init__(self, config) -> None:
+        from .admin import KeyAdmin
+
+        self.config = config
+        self.server = config.server
+        self.registry = self.server.text('registry')
+        self.key_path = ca_key_path(self.server)
+        self.admin = KeyAdmin(config)
+
+    def init(self, passphrase_file: 'str | None' = None) -> str:
+        """Create the CA key (mode 0600); return its public key line."""
+        import subprocess
+
+        if os.path.exists(self.key_path):
+            raise KeyFileError('%s exists already: one CA per server; '
+                               'remove it only if no certificate it '
+                               'signed is still in use' % self.key_path)
+
+        passphrase = _read_passphrase(passphrase_file) \
+            if passphrase_file else ''
+        directory = os.path.dirname(os.path.abspath(self.key_path))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        made = subprocess.run(
+            ['ssh-keygen', '-q', '-t', 'ed25519', '-N', passphrase, '-C',
+             'xyssh CA', '-f', self.key_path], capture_output=True,
+            timeout=60, stdin=subprocess.DEVNULL)
+
+        if made.returncode != 0:
+            raise KeyFileError('ssh-keygen could not make the CA key: %s'
+                               % made.stderr.decode('utf-8', 'replace')
+                               .strip()[:200])
+
+        os.chmod(self.key_path, 0o600)
+        self.sync()
+        return ca_public_line(self.server)
+
+    def sign(self, host: str, raw: bytes, source: str,
+             validity_days: 'int | None' = None,
+             source_address: 'str | None' = None
+             ) -> 'tuple[str, CertRecord]':
+        """Sign the one public key in RAW for HOST; return the
+        certificate line and its record."""
+        from .keys import parse_public_keys, registry_lock
+
+        if ca_public_line(self.server) is None:
+            raise ConfigError('there is no CA yet; run "xyssh ca init"')
+
+        canonical, _ = self.admin._canonical_host(host)
+        keys = parse_public_keys(raw, source)
+
+        if len(keys) != 1:
+            raise KeyFileError('%s: one public key to sign, not %d'
+                               % (source, len(keys)))
+
+        days = validity_days if validity_days is not None else \
+            self.server.number('ca_validity_days', 1)
+
+        with registry_lock(self.registry):
+            serial = self._next_serial()
+            now = int(time.time())
+            line = self._sign(canonical, serial, keys[0].text(), now,
+                              days * 86400, source_address)
+            issued = parse_certificate_line(line)
+            record = CertRecord(serial, canonical, keys[0].text(),
+                                issued.valid_after, issued.valid_before)
+            _write_record(self.registry, record)
+            self._write_principals()
+
+        from .log import log_event
+        log_event('info', 'certificate issued serial=%d host=%s key=%s '
+                  'valid_before=%s' % (serial, canonical,
+                                       keys[0].fingerprint,
+                                       utc_stamp(record.valid_before)))
+        return line, record
+
+    def _next_serial(self) -> int:
+        """Return the next serial (from 1 up), kept in ca/serial."""
+        from .keys import write_atomically
+
+        path = os.path.join(os.path.dirname(self.key_path), 'serial')
+
+        try:
+            with open(path, encoding='ascii') as handle:
+                last = int(handle.read().strip() or 0)
+        except FileNotFoundError:
+            last = 0
+        except ValueError:
+            raise KeyFileError('%s is damaged; put the highest serial '
+                               'issued in it (see "xyssh keys certs")'
+                               % path) from None
+
+        issued = [record.serial for record in
+                  read_all_cert_records(self.registry)]
+        serial = max([last] + issued) + 1
+        write_atomically(path, b'%d\n' % serial, 0o600)
+        return serial
+
+    def _sign(self, host: str, serial: int, public: str, now: int,
+              seconds: int, source_address: 'str | None') -> str:
+        """Run ssh-keygen -s; return the certificate line."""
+        import subprocess
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix='xyssh-sign-') as work:
+            key_file = os.path.join(work, 'device.pub')
+
+            with open(key_file, 'w', encoding='ascii') as handle:
+                handle.write(public + '\n')
+
+            argv = ['ssh-keygen', '-q', '-s', self.key_path, '-I',
+                    key_id_for(host, serial), '-n', host, '-z', str(serial),
+                    '-V', '-%ds:+%ds' % (CLOCK_SLACK, seconds), '-O',
+                    'clear']
+
+            if source_address:
+                argv += ['-O', 'source-address=%s' % source_address]
+
+            environment = dict(os.environ)
+            passphrase_file = self.server.text('ca_passphrase_file')
+
+            if passphrase_file:
+                # ssh-keygen asks for a CA passphrase only through a tty
+                # or SSH_ASKPASS; this one reads the configured file.
+                helper = os.path.join(work, 'askpass')
+                with open(helper, 'w', encoding='ascii') as handle:
+                    handle.write('#!/bin/sh\nexec cat %s\n'
+                                 % shell_quote(passphrase_file))
+                os.chmod(helper, 0o700)
+                environment.update(SSH_ASKPASS=helper,
+                                   SSH_ASKPASS_REQUIRE='force')
+
+            made = subprocess.run(argv + [key_file], capture_output=True,
+                                  timeout=60, env=environment,
+                                  stdin=subprocess.DEVNULL)
+
+            if made.returncode != 0:
+                raise KeyFileError('ssh-keygen could not sign: %s' % made
+                                   .stderr.decode('utf-8', 'replace')
+                                   .strip()[:200])
+
+            with open(os.path.join(work, 'device-cert.pub'),
+                      encoding='ascii') as handle:
+                return handle.read().strip()
+
+    def revoke(self, serial: 'int | None' = None,
+               key_id: 'str | None' = None) -> 'list[CertRecord]':
+        """Revoke certificate SERIAL, or every one with KEY_ID; the
+        revocation list gets their serials (never an id: entry, which
+        would also refuse every later certificate of that host)."""
+        from .keys import registry_lock
+
+        with registry_lock(self.registry):
+            records = [record for record in
+                       read_all_cert_records(self.registry)
+                       if record.serial == serial or
+                       (key_id is not None and record.key_id == key_id)]
+
+            if not records:
+                raise KeyFileError('no certificate %s in the registry' % (
+                    'with serial %s' % serial if key_id is None else
+                    'with key id %s' % key_id))
+
+            for record in records:
+                record.state = 'revoked'
+                _write_record(self.registry, record)
+
+            self.admin.sync_locked()
+            self._write_principals()
+
+        from .log import log_event
+        for record in records:
+            log_event('info', 'certificate revoked serial=%d host=%s'
+                      % (record.serial, record.host))
+
+        return records
+
+    def sync(self) -> None:
+        """Rewrite the principals file and the revocation list."""
+        from .keys import registry_lock
+
+        with registry_lock(self.registry):
+            self.admin.sync_locked()
+            self._write_principals()
+
+    def _write_principals(self) -> None:
+        """Write sshd's AuthorizedPrincipalsFile from the records."""
+        from .keys import write_atomically
+
+        path = principals_path(self.server)
+        owner = os.stat(self.registry)
+        write_atomically(path, principals_text(
+            read_all_cert_records(self.registry), self.admin.program,
+            self.config.path), 0o644, (owner.st_uid, owner.st_gid))
+
+
+def revoked_serials(registry: str) -> 'list[int]':
+    """Return the serials of every revoked certificate."""
+    return [record.serial for record in read_all_cert_records(registry)
+            if record.state == 'revoked']
+
+
+def _write_record(registry: str, record: CertRecord) -> None:
+    """Write RECORD atomically, owned like the registry directory."""
+    from .keys import write_atomically
+
+    owner = os.stat(registry)
+    directory = os.path.join(registry, 'certs')
+
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
+        os.chown(directory, owner.st_uid, owner.st_gid)
+
+    write_atomically(cert_record_path(registry, record.serial),
+                     record.dump().encode('utf-8'), 0o600,
+                     (owner.st_uid, owner.st_gid))
+
+
+def _read_passphrase(path: str) -> str:
+    """Return the first line of the passphrase file PATH."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            return handle.readline().rstrip('\n')
+    except OSError as exc:
+        raise ConfigError('cannot read passphrase file %s: %s'
+                          % (path, exc.strerror)) from None
