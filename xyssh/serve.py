@@ -45,6 +45,7 @@ from .xymond import parse_address, send_to_xymond
 SEND_COMMANDS = ('', 'xyssh-send')
 CHECK_COMMAND = 'xyssh-check'
 ROTATE_COMMAND = 'xyssh-rotate'
+RENEW_COMMAND = 'xyssh-renew'
 # A frame that carries a public key line is far below this many KiB.
 KEY_FRAME_KIB = 16
 # How long SIGTERM waits for messages in flight before it drops them.
@@ -203,6 +204,7 @@ class Service:
         setup_logging(server.text('log'), server.text('syslog_facility'))
         self.hosts = HostsCache(server.text('hosts_cfg'))
         self.keys = KeyCache(server.text('registry'))
+        self.ca_key = load_ca_key(server)
         self.counters = Counters()
         self.logins = set()
         self.unauthenticated = {}
@@ -231,9 +233,61 @@ class Service:
         if server.text('registry') != self.keys.registry:
             self.keys = KeyCache(server.text('registry'))
 
+        try:
+            self.ca_key = load_ca_key(server)
+        except XysshError as err:
+            log_event('error', 'serve: keeping the CA key read before: %s'
+                      % err.detail)
+
         self.settings = settings
         log_event('info', 'serve: configuration reloaded from %s'
                   % self.config_path)
+
+
+def load_ca_key(server):
+    """Return the xyssh CA's public key, or None if there is no CA."""
+    from .ca import ca_public_line
+
+    line = ca_public_line(server)
+
+    if line is None:
+        return None
+
+    try:
+        return asyncssh.import_public_key(line)
+    except asyncssh.KeyImportError as exc:
+        raise ConfigError('the CA public key cannot be read: %s' % exc) \
+            from None
+
+
+class CertificateTrust:
+    """What asyncssh asks, in place of an authorized_keys file, whether
+    a certificate's CA is trusted: the xyssh CA, for any principal (the
+    principal is checked against the registry, see DeviceLogin).  Plain
+    keys are not listed here; asyncssh then asks validate_public_key."""
+
+    def __init__(self, service: 'Service') -> None:
+        self.service = service
+
+    def __bool__(self) -> bool:
+        return True
+
+    def validate(self, key, client_host: str, client_addr: str,
+                 cert_principals=None, ca: bool = False):
+        """Return options for the xyssh CA, None for anything else."""
+        ca_key = self.service.ca_key
+
+        if not ca or ca_key is None or \
+                key.public_data != ca_key.public_data:
+            return None
+
+        # A non-empty principals option makes asyncssh skip comparing
+        # the principal with the SSH user name.
+        return {'principals': tuple(cert_principals or ('-',))}
+
+    def validate_x509(self, cert, client_host: str, client_addr: str):
+        """X.509 certificates are never trusted."""
+        return None, None
 
 
 class DeviceLogin(asyncssh.SSHServer):
@@ -277,6 +331,78 @@ class DeviceLogin(asyncssh.SSHServer):
         service.unauthenticated[self.peer] = waiting + 1
         service.counters.connections += 1
         conn.set_extra_info(xyssh_login=self)
+
+        if service.ca_key is not None:
+            conn.set_authorized_keys(CertificateTrust(service))
+            self._watch_certificates(conn)
+
+    def _watch_certificates(self, conn) -> None:
+        """See the certificates offered to CONN before asyncssh checks
+        them.
+
+        asyncssh 2.24 checks a certificate's CA, validity and signature,
+        but tells the application neither its serial nor its key id, and
+        a certificate's force-command would silently win over ours.  So
+        the connection's own check is wrapped: each certificate is read
+        first (xyssh.certificate) and judged against the registry.
+        """
+        verify = conn.validate_public_key
+
+        async def validate(username, key_data, msg, signature):
+            if b'-cert-v01@openssh.com' not in key_data[:64]:
+                return await verify(username, key_data, msg, signature)
+
+            record = self._certificate_record(key_data)
+
+            if record is None or \
+                    not await verify(username, key_data, msg, signature):
+                return False
+
+            self._candidate = record
+            return True
+
+        conn.validate_public_key = validate
+
+    def _certificate_record(self, key_data: bytes):
+        """Return the KeyRecord a certificate logs in as, or None (and a
+        log line) when the registry or its content refuses it."""
+        from .ca import read_cert_record
+        from .certificate import USER_CERT, parse_certificate
+        from .intake import certificate_key, check_certificate
+
+        try:
+            certificate = parse_certificate(key_data)
+        except ValueError:
+            return None
+
+        ca_key = self.service.ca_key
+
+        if certificate.kind != USER_CERT or ca_key is None or \
+                certificate.ca_blob != ca_key.public_data:
+            return None
+
+        host = certificate.principals[0] if certificate.principals else '-'
+
+        try:
+            if 'force-command' in certificate.options:
+                raise NotPermitted('certificate %d carries a force-command; '
+                                   'xyssh certificates carry none'
+                                   % certificate.serial)
+            record = read_cert_record(self.service.settings.server.text(
+                'registry'), certificate.serial)
+            check_certificate(record, host, certificate.serial)
+
+            if len(certificate.principals) != 1:
+                raise NotPermitted('certificate %d names %d principals'
+                                   % (certificate.serial,
+                                      len(certificate.principals)))
+        except XysshError as err:
+            refuse(err, certificate.key_fingerprint, self.peer, host)
+            return None
+
+        key = certificate_key(record, record.host)
+        key.certificate_serial = certificate.serial
+        return key
 
     def connection_lost(self, exc) -> None:
         """Forget the connection and its limits' share."""
@@ -493,19 +619,27 @@ class Channel:
 
         if process.subsystem is not None or command is not None and \
                 command not in SEND_COMMANDS + (CHECK_COMMAND,
-                                                ROTATE_COMMAND):
+                                                ROTATE_COMMAND,
+                                                RENEW_COMMAND):
             err = NotPermitted('unsupported command; send with xymon-ssh')
             refuse(err, record.fingerprint, login.peer, record.host)
             self.service.counters.refuse(err.reason)
             self.answer_error(err)
             return err.exit_status
 
-        # The registry may have changed since the login: judge the key
-        # as it stands now, as the forced command does at each login.
-        current = self.service.keys.get(record.fingerprint)
+        serial = getattr(record, 'certificate_serial', None)
 
         try:
-            intake = open_intake(self.settings.server, check_key(current),
+            # The registry may have changed since the login: judge the
+            # key as it stands now, as the forced command does at each
+            # login.
+            if serial is None:
+                current = check_key(self.service.keys.get(
+                    record.fingerprint))
+            else:
+                current = self._current_certificate(record, serial)
+
+            intake = open_intake(self.settings.server, current,
                                  self.service.hosts.get(), login.peer)
         except XysshError as err:
             refuse(err, record.fingerprint, login.peer, record.host)
@@ -524,10 +658,57 @@ class Channel:
         if command == ROTATE_COMMAND:
             return await self._rotate(intake, reader)
 
+        if command == RENEW_COMMAND:
+            return await self._renew(intake, reader, serial is not None)
+
         if intake.key.rotate_requested:
             process.stderr.write(b'xyssh-notice: rotate\n')
 
         return await self._serve(intake, reader)
+
+    def _current_certificate(self, record: KeyRecord,
+                             serial: int) -> KeyRecord:
+        """Return RECORD if certificate SERIAL is still good; refuse it
+        once revoked or expired."""
+        from .ca import read_cert_record
+        from .intake import check_certificate
+
+        check_certificate(read_cert_record(
+            self.settings.server.text('registry'), serial), record.host,
+            serial)
+        return record
+
+    async def _renew(self, intake: Intake, reader: ChannelReader,
+                     certificate_login: bool) -> int:
+        """Sign the new public key in the one frame for the host of the
+        certificate that logged in; answer with the new certificate."""
+        from .intake import renew_certificate
+        from .policy import Limits
+
+        try:
+            if not certificate_login:
+                raise NotPermitted('only a certificate login can renew '
+                                   'its certificate')
+            data = await reader.read_frame(
+                Limits(KEY_FRAME_KIB, KEY_FRAME_KIB, KEY_FRAME_KIB), True)
+        except XysshError as err:
+            refuse(err, intake.key.fingerprint, intake.peer,
+                   intake.key_host)
+            self.service.counters.refuse(err.reason)
+            self.answer_error(err)
+            return err.exit_status
+
+        try:
+            certificate = await asyncio.get_event_loop().run_in_executor(
+                None, renew_certificate, self.settings.config, intake,
+                data)
+        except XysshError as err:
+            self.service.counters.refuse(err.reason)
+            self.answer_error(err)
+            return err.exit_status
+
+        self.process.stdout.write(wire.ok_answer(certificate))
+        return 0
 
     async def _rotate(self, intake: Intake, reader: ChannelReader) -> int:
         """Take the new public key in the one frame of the channel."""
