@@ -7,7 +7,7 @@ certificate and remembers what it issued:
 * serial: strictly increasing from 1 (never 0: a serial-0 certificate
   cannot be revoked by serial);
 * valid from 5 minutes before issue, so a server whose clock is a little
-  behind still takes a fresh certificate, for ca_validity_days;
+  behind still takes a fresh certificate, for ca_validity after issue;
 * no extensions (no pty, no forwarding), optionally source-address;
 * no force-command.  The command lives on the server alone, in the line
   of sshd's AuthorizedPrincipalsFile that xyssh writes for each host
@@ -63,6 +63,22 @@ class CertRecord:
                   'created': self.created, 'key': self.key}
         return ''.join('%s: %s\n' % (name, values[name])
                        for name in _FIELDS)
+
+
+DURATION_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
+
+
+def duration_seconds(text: str) -> 'int | None':
+    """Return the seconds of "90s", "30m", "24h", "30d" (or plain
+    seconds), None if TEXT is not such a duration."""
+    text = text.strip()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS \
+        else (text, 's')
+
+    if not number.isdigit() or int(number) < 1:
+        return None
+
+    return int(number) * DURATION_UNITS[unit]
 
 
 def key_id_for(host: str, serial: int) -> str:
@@ -214,7 +230,7 @@ class Authority:
         return ca_public_line(self.server)
 
     def sign(self, host: str, raw: bytes, source: str,
-             validity_days: 'int | None' = None,
+             validity: 'int | None' = None,
              source_address: 'str | None' = None
              ) -> 'tuple[str, CertRecord]':
         """Sign the one public key in RAW for HOST; return the
@@ -231,16 +247,22 @@ class Authority:
             raise KeyFileError('%s: one public key to sign, not %d'
                                % (source, len(keys)))
 
-        days = validity_days if validity_days is not None else \
-            self.server.number('ca_validity_days', 1)
+        seconds = validity if validity is not None else \
+            duration_seconds(self.server.text('ca_validity'))
+
+        if seconds is None:
+            raise ConfigError('%s [server] ca_validity = %r: use a number '
+                              'with s, m, h or d, such as 30d'
+                              % (self.config.path,
+                                 self.server.text('ca_validity')))
 
         with registry_lock(self.registry):
             serial = self._next_serial()
             now = int(time.time())
-            line = self._sign(canonical, serial, keys[0].text(), now,
-                              days * 86400, source_address)
+            line = self._sign(canonical, serial, keys[0].text, now,
+                              seconds, source_address)
             issued = parse_certificate_line(line)
-            record = CertRecord(serial, canonical, keys[0].text(),
+            record = CertRecord(serial, canonical, keys[0].text,
                                 issued.valid_after, issued.valid_before)
             _write_record(self.registry, record)
             self._write_principals()

@@ -635,8 +635,9 @@ def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
 
 
 @keys.command('sign')
-@click.option('--days', type=click.IntRange(1, 3650), default=None,
-              help='Validity in days (default: ca_validity_days).')
+@click.option('--validity', default=None, metavar='DURATION',
+              help='How long it is valid after issue, such as 30d or 12h '
+              '(default: ca_validity).')
 @click.option('--source-address', default=None, metavar='CIDR[,CIDR]',
               help='Only accept the certificate from these addresses.')
 @click.option('--output', '-o', type=click.Path(dir_okay=False),
@@ -644,17 +645,23 @@ def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
 @click.argument('host')
 @click.argument('pubkey_file', type=click.File('rb'))
 @click.pass_obj
-def keys_sign(state: State, days: 'int | None',
+def keys_sign(state: State, validity: 'str | None',
               source_address: 'str | None', output: 'str | None',
               host: str, pubkey_file) -> None:
     """Issue a certificate for the key in PUBKEY_FILE as hosts.cfg HOST."""
-    from .ca import Authority
+    from .ca import Authority, duration_seconds
     from .keys import write_atomically
+
+    seconds = None if validity is None else duration_seconds(validity)
+
+    if validity is not None and seconds is None:
+        raise CommandError('--validity %r: use a number with s, m, h or d, '
+                           'such as 30d' % validity)
 
     state.admin()
     line, record = _admin_call(Authority(state.config).sign, host,
-                               pubkey_file.read(), pubkey_file.name, days,
-                               source_address)
+                               pubkey_file.read(), pubkey_file.name,
+                               seconds, source_address)
 
     if output:
         write_atomically(output, (line + '\n').encode('ascii'), 0o644)

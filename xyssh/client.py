@@ -43,6 +43,7 @@ CHECK_COMMAND = 'xyssh-check'
 # A line the server writes on stderr to ask something of the device.
 NOTICE = 'xyssh-notice: '
 ROTATE_COMMAND = 'xyssh-rotate'
+RENEW_COMMAND = 'xyssh-renew'
 
 
 class SendFailure(Exception):
@@ -87,8 +88,15 @@ class Destination:
             server, section.number('port', 1))
         self.user = section.text('user')
         self.identity = section.text('identity')
+        self.configured_certificate = section.text('certificate')
         self.known_hosts = section.text('known_hosts')
         self.timeout = timeout or section.number('timeout', 1)
+
+    @property
+    def certificate(self) -> str:
+        """Return where the device's certificate is, if it has one."""
+        return self.configured_certificate or \
+            certificate_path(self.identity)
 
     @property
     def label(self) -> str:
@@ -140,6 +148,63 @@ def _load_device_key(path: str):
     except OSError as exc:
         raise SendFailure(EXIT_DEVICE_KEY, 'cannot read device key %s: %s'
                           % (path, exc.strerror)) from None
+
+
+def certificate_path(identity: str) -> str:
+    """Return where OpenSSH looks for the certificate of IDENTITY."""
+    return identity + '-cert.pub'
+
+
+def load_certificate(path: str, key, now: 'float | None' = None):
+    """Return the device certificate at PATH for KEY, or None if there is
+    none.  One that cannot be used yet, or no longer, fails before any
+    connection: the server would refuse it with no word of why."""
+    import time
+
+    import asyncssh
+
+    if not os.path.exists(path):
+        return None
+
+    from .certificate import parse_certificate_line
+
+    try:
+        with open(path, encoding='ascii') as handle:
+            fields = parse_certificate_line(handle.read())
+        certificate = asyncssh.read_certificate(path)
+    except (OSError, UnicodeDecodeError, ValueError,
+            asyncssh.KeyImportError) as exc:
+        raise SendFailure(EXIT_DEVICE_KEY, 'device certificate %s: %s'
+                          % (path, exc)) from None
+
+    if fields.key_blob != key.public_data:
+        raise SendFailure(EXIT_DEVICE_KEY, 'device certificate %s is not '
+                          'for the device key' % path)
+
+    now = time.time() if now is None else now
+
+    if now < fields.valid_after:
+        raise SendFailure(EXIT_DEVICE_KEY, 'device certificate %s is not '
+                          'yet valid (local clock %s, valid from %s): '
+                          'check this machine\'s clock'
+                          % (path, _utc(now), _utc(fields.valid_after)))
+
+    if now >= fields.valid_before:
+        from .log import log_event
+
+        text = ('device certificate %s expired at %s and cannot be '
+                'renewed; enrol this device again' % (
+                    path, _utc(fields.valid_before)))
+        log_event('error', 'xymon-ssh: ' + text)
+        raise SendFailure(EXIT_DEVICE_KEY, text)
+
+    return certificate
+
+
+def _utc(seconds: float) -> str:
+    """Return SECONDS since the epoch as a UTC stamp."""
+    from .registry import utc_stamp
+    return utc_stamp(seconds)
 
 
 def _host_key_checker(known_hosts_path: str):
@@ -223,6 +288,7 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
     import asyncssh
 
     key = _load_device_key(destination.identity)
+    certificate = load_certificate(destination.certificate, key)
 
     if not os.path.isfile(destination.known_hosts):
         raise SendFailure(EXIT_HOST_KEY, 'known_hosts file %s is missing; '
@@ -234,7 +300,8 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
     try:
         connection = await asyncssh.connect(
             destination.host, destination.port, username=destination.user,
-            client_keys=[key], agent_path=None, known_hosts=
+            client_keys=[(key, certificate) if certificate else key],
+            agent_path=None, known_hosts=
             destination.known_hosts, config=[], client_factory=checker,
             password=None, kbdint_auth=False, gss_auth=False,
             gss_kex=False, preferred_auth='publickey',

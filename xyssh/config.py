@@ -59,12 +59,13 @@ SERVER_DEFAULTS = {
     'require_auth_info': 'no',
     # The SSH certificate authority ("xyssh ca init"): its private key
     # (empty: ca/ca_key in the registry directory), a file holding its
-    # passphrase if it has one, how long certificates are valid, and the
+    # passphrase if it has one, how long certificates are valid after
+    # issue (a number with s, m, h or d), and the
     # file xyssh writes for sshd's AuthorizedPrincipalsFile (empty:
     # ca/principals in the registry directory).
     'ca_key': '',
     'ca_passphrase_file': '',
-    'ca_validity_days': '30',
+    'ca_validity': '30d',
     'principals_file': '',
     # yes: accept RSA signatures made with SHA-1 (ssh-rsa), for old
     # devices.  xyssh serve applies it; for sshd, "xyssh keys check"

@@ -333,7 +333,6 @@ class DeviceLogin(asyncssh.SSHServer):
         conn.set_extra_info(xyssh_login=self)
 
         if service.ca_key is not None:
-            conn.set_authorized_keys(CertificateTrust(service))
             self._watch_certificates(conn)
 
     def _watch_certificates(self, conn) -> None:
@@ -427,7 +426,12 @@ class DeviceLogin(asyncssh.SSHServer):
             self.service.unauthenticated.pop(self.peer, None)
 
     def begin_auth(self, username: str) -> bool:
-        """Authentication is always required."""
+        """Authentication is always required; with a CA, its certificates
+        are trusted (asyncssh wants them set here, for each user)."""
+        if self.service.ca_key is not None:
+            self.connection.set_authorized_keys(
+                CertificateTrust(self.service))
+
         return True
 
     def password_auth_supported(self) -> bool:

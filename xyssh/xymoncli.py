@@ -174,6 +174,7 @@ def main(argv: 'list[str] | None' = None) -> int:
     statuses = []
     replied = False
     notices = set()
+    delivered_to = None
 
     for group, spool in zip(groups, spools):
         debug('sending %d message(s) to %s as %s' % (
@@ -191,6 +192,11 @@ def main(argv: 'list[str] | None' = None) -> int:
                                  % (outcome.destination.label, answer.text))
 
         first = outcome.answers[0]
+
+        if delivered_to is None and first is not None and \
+                not first.exit_status:
+            delivered_to = outcome.destination
+
         notices.update(*(answer.notices for answer in outcome.answers
                          if answer is not None))
 
@@ -205,7 +211,32 @@ def main(argv: 'list[str] | None' = None) -> int:
     if 'rotate' in notices:
         _rotate_as_asked(servers, debug)
 
+    if delivered_to is not None:
+        renew_if_due(delivered_to, debug)
+
     return next((status for status in statuses if status), EXIT_OK)
+
+
+def renew_if_due(server, debug) -> None:
+    """Renew the device certificate at SERVER when it is due.
+
+    The reports went first; a renewal that fails is said on stderr and
+    tried again at the next run, while the old certificate still works.
+    """
+    from .renewal import renew, renewal_due
+    from .rotation import RotationError
+
+    if not renewal_due(server):
+        return
+
+    try:
+        renew(server, debug)
+    except RotationError as err:
+        sys.stderr.write('xymon-ssh: warning: renewing the device '
+                         'certificate failed: %s\n' % err.text)
+        return
+
+    debug('renewed the device certificate at %s' % server.label)
 
 
 def _rotate_as_asked(servers, debug) -> None:

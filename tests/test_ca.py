@@ -1,0 +1,256 @@
+"""Devices on certificates from the xyssh CA, against sshd
+(TrustedUserCAKeys and the principals file xyssh writes) and against
+xyssh serve, which trusts the CA itself.  Field cases C24, C26, C27."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import Device
+from xyssh import wire
+from xyssh.ca import CertRecord, _write_record, key_id_for
+from xyssh.certificate import parse_certificate_line
+from xyssh.renewal import RENEW_AT, renewal_due
+
+STATUS = 'status web01.example.com.cpu green ok'
+EXIT_REFUSED = 20
+EXIT_AUTH = 23
+EXIT_DEVICE_KEY = 24
+
+
+def _sshd_trusting_the_ca(root) -> str:
+    """Return the sshd_config lines for a deployment at ROOT."""
+    ca = root / 'registry' / 'ca'
+    return ('TrustedUserCAKeys %s/ca_key.pub\n'
+            'AuthorizedPrincipalsFile %s/principals\n'
+            'RevokedKeys %s/registry/revoked_keys\n' % (ca, ca, root))
+
+
+@pytest.fixture(params=['sshd', 'serve'])
+def ca_deployment(request, make_deployment, tmp_path):
+    """A deployment whose devices log in with certificates only."""
+    # make_deployment puts its first deployment in deployment0.
+    deployment = make_deployment(
+        sshd_config=_sshd_trusting_the_ca(tmp_path / 'deployment0'),
+        front=request.param, **({'ca_validity': '1h'}))
+    made = deployment.xyssh('ca', 'init')
+    assert made.returncode == 0, made.stderr
+    if request.param == 'serve':
+        # serve reads the CA key at start; it was made just now.
+        deployment.server.stop()
+        deployment.server.run()
+    return deployment
+
+
+def _certified(deployment, host: str, name: str, *options: str) -> Device:
+    """A device whose key has a certificate for HOST, and no plain key
+    registered anywhere."""
+    device = Device(deployment, host, name)
+    signed = deployment.xyssh('keys', 'sign', *options, '-o',
+                              str(device.private) + '-cert.pub', host,
+                              str(device.public))
+    assert signed.returncode == 0, signed.stderr
+    device.certificate = _read_certificate(device)
+    return device
+
+
+def _read_certificate(device):
+    """Return the fields of DEVICE's certificate as it is on disk."""
+    with open(str(device.private) + '-cert.pub') as handle:
+        return parse_certificate_line(handle.read())
+
+
+def test_a_fresh_certificate_reports_for_its_host_only(ca_deployment):
+    web01 = _certified(ca_deployment, 'web01.example.com', 'web01')
+
+    own = web01.send('127.0.0.1', STATUS)
+    foreign = web01.send('127.0.0.1', 'status db01.example.com.cpu red x')
+
+    assert own.returncode == 0, own.stderr
+    assert foreign.returncode == EXIT_REFUSED
+    assert b'db01.example.com' in foreign.stderr
+    assert ca_deployment.tap.wait_for(1) == [STATUS.encode()]
+    assert ca_deployment.tap.connections == 1
+    accepted = [line for line in ca_deployment.audit_lines()
+                if ' accepted ' in line]
+    assert len(accepted) == 1
+    assert 'key=web01.example.com' in accepted[0]
+    assert 'fp=%s' % web01.certificate.key_fingerprint in accepted[0]
+
+
+def test_certificates_carry_what_the_ca_promises(ca_deployment):
+    # C24: serials never 0 and increasing; C26: valid 5 minutes early.
+    before = time.time()
+    devices = [_certified(ca_deployment, 'web01.example.com',
+                          'web%d' % number) for number in range(3)]
+    serials = [device.certificate.serial for device in devices]
+    certificate = devices[0].certificate
+
+    assert serials == sorted(serials) and len(set(serials)) == 3
+    assert min(serials) >= 1
+    assert certificate.principals == ('web01.example.com',)
+    assert certificate.key_id == key_id_for('web01.example.com',
+                                            serials[0])
+    assert certificate.options == {}
+    assert before - 301 <= certificate.valid_after <= before - 299
+    assert 3599 <= certificate.valid_before - before <= 3610
+
+
+def test_a_certificate_for_another_principal_cannot_report_here(
+        ca_deployment):
+    db01 = _certified(ca_deployment, 'db01.example.com', 'db01')
+
+    result = db01.send('127.0.0.1', STATUS)
+
+    assert result.returncode == EXIT_REFUSED
+    assert b'web01.example.com' in result.stderr
+    assert ca_deployment.tap.connections == 0
+
+
+def _ssh_with_certificate(deployment, device, certificate, *command,
+                          stdin=b''):
+    """Run OpenSSH's ssh as DEVICE offering CERTIFICATE."""
+    return device.ssh(*command, stdin=stdin, extra=[
+        '-o', 'CertificateFile=%s' % certificate])
+
+
+def test_an_expired_certificate_is_refused(ca_deployment, tmp_path):
+    device = Device(ca_deployment, 'web01.example.com', 'old')
+    registry = ca_deployment.root / 'registry'
+    serial = 900
+    # Issued by the same CA, recorded like any other, but long past.
+    subprocess.run(['ssh-keygen', '-q', '-s', str(registry / 'ca' /
+                                                 'ca_key'),
+                    '-I', key_id_for('web01.example.com', serial), '-n',
+                    'web01.example.com', '-z', str(serial), '-V',
+                    '20200101:20200102', '-O', 'clear', str(device.public)],
+                   check=True, capture_output=True)
+    certificate = str(device.private) + '-cert.pub'
+    _write_record(str(registry), CertRecord(
+        serial, 'web01.example.com', device.public.read_text().strip(),
+        1577836800, 1577923200))
+
+    local = device.send('127.0.0.1', STATUS)
+    remote = _ssh_with_certificate(ca_deployment, device, certificate,
+                                   'xyssh-send',
+                                   stdin=wire.frame(STATUS.encode()))
+
+    assert local.returncode == EXIT_DEVICE_KEY
+    assert b'expired at 2020-01-02' in local.stderr
+    assert b'enrol this device again' in local.stderr
+    assert remote.returncode == 255
+    assert ca_deployment.tap.connections == 0
+
+
+def test_a_revoked_serial_is_refused_and_a_new_certificate_works(
+        ca_deployment):
+    first = _certified(ca_deployment, 'web01.example.com', 'first')
+    second = _certified(ca_deployment, 'web01.example.com', 'second')
+    serial = first.certificate.serial
+
+    revoked = ca_deployment.xyssh('keys', 'revoke', '--serial', str(serial))
+    refused = first.send('127.0.0.1', STATUS)
+    accepted = second.send('127.0.0.1', STATUS)
+    listing = subprocess.run(['ssh-keygen', '-Q', '-l', '-f',
+                              str(ca_deployment.revoked_keys)],
+                             capture_output=True, text=True, check=True)
+
+    assert revoked.returncode == 0, revoked.stderr
+    assert refused.returncode == EXIT_AUTH, refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    # C24: a serial entry under the CA, never an id: entry.
+    assert 'serial: %d' % serial in listing.stdout
+    assert 'id:' not in listing.stdout
+    assert ca_deployment.tap.wait_for(1) == [STATUS.encode()]
+    if ca_deployment.front == 'serve':
+        # sshd refuses it through RevokedKeys before xyssh runs; serve
+        # says why in the same words as the forced command would.
+        assert 'detail="certificate %d was revoked"' % serial in \
+            ca_deployment.log.read_text()
+
+
+def test_a_certificate_with_a_force_command_is_refused(ca_deployment):
+    # C27: only the server decides the command; a certificate that
+    # carries one is refused, whatever the command says.
+    device = Device(ca_deployment, 'web01.example.com', 'forced')
+    registry = ca_deployment.root / 'registry'
+    serial = 901
+    now = int(time.time())
+    subprocess.run(['ssh-keygen', '-q', '-s', str(registry / 'ca' /
+                                                 'ca_key'),
+                    '-I', key_id_for('web01.example.com', serial), '-n',
+                    'web01.example.com', '-z', str(serial), '-V',
+                    '-5m:+1h', '-O', 'clear', '-O',
+                    'force-command=/bin/true', str(device.public)],
+                   check=True, capture_output=True)
+    _write_record(str(registry), CertRecord(
+        serial, 'web01.example.com', device.public.read_text().strip(),
+        now - 300, now + 3600))
+    ca_deployment.xyssh('keys', 'sync')
+
+    result = device.send('127.0.0.1', STATUS)
+
+    assert result.returncode == EXIT_AUTH, result.stderr
+    assert ca_deployment.tap.connections == 0
+
+
+def test_renewal_replaces_key_and_certificate_without_a_failed_push(
+        make_deployment, tmp_path):
+    for front in ('sshd', 'serve'):
+        root = tmp_path / ('deployment%d' % (0 if front == 'sshd' else 1))
+        deployment = make_deployment(sshd_config=_sshd_trusting_the_ca(
+            root), front=front)
+        assert deployment.xyssh('ca', 'init').returncode == 0
+        if front == 'serve':
+            deployment.server.stop()
+            deployment.server.run()
+        fresh = _certified(deployment, 'web01.example.com', 'fresh',
+                           '--validity', '1h')
+        # 30 s after 5 minutes of slack: less than a third is left.
+        due = _certified(deployment, 'web01.example.com', 'due',
+                         '--validity', '30s')
+        old_key = due.private.read_bytes()
+        old_serial = due.certificate.serial
+
+        kept = fresh.send('127.0.0.1', STATUS)
+        renewed = due.send('127.0.0.1', STATUS, stdin=b'')
+        new = _read_certificate(due)
+        again = due.send('127.0.0.1', STATUS)
+
+        assert kept.returncode == 0, kept.stderr
+        assert _read_certificate(fresh).serial == fresh.certificate.serial
+        assert renewed.returncode == 0, renewed.stderr
+        assert renewed.stderr == b''
+        assert new.serial > old_serial
+        assert new.principals == ('web01.example.com',)
+        assert due.private.read_bytes() != old_key
+        assert (due.private.parent / (due.private.name + '.old')) \
+            .read_bytes() == old_key
+        assert oct(due.private.stat().st_mode & 0o777) == oct(0o600)
+        assert again.returncode == 0, again.stderr
+        assert len(deployment.tap.wait_for(3)) == 3
+        assert any(' accepted ' in line and 'type=renew' in line
+                   for line in deployment.audit_lines())
+
+
+def test_renewal_is_due_with_a_third_of_the_validity_left(tmp_path):
+    class Destination:
+        certificate = str(tmp_path / 'cert')
+
+    key = tmp_path / 'key'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
+                    str(key)], check=True)
+    subprocess.run(['ssh-keygen', '-q', '-s', str(key), '-I', 'x', '-n',
+                    'web01', '-V', '20260101000000:20260131000000',
+                    str(key) + '.pub'], check=True, capture_output=True)
+    os.rename(str(key) + '-cert.pub', Destination.certificate)
+    certificate = parse_certificate_line(open(Destination.certificate)
+                                         .read())
+    span = certificate.valid_before - certificate.valid_after
+    two_thirds = certificate.valid_after + span * (1 - RENEW_AT)
+
+    assert not renewal_due(Destination, two_thirds - 60)
+    assert renewal_due(Destination, two_thirds + 60)
+    assert not renewal_due(Destination, certificate.valid_before + 1)
