@@ -254,3 +254,126 @@ def test_renewal_is_due_with_a_third_of_the_validity_left(tmp_path):
     assert not renewal_due(Destination, two_thirds - 60)
     assert renewal_due(Destination, two_thirds + 60)
     assert not renewal_due(Destination, certificate.valid_before + 1)
+
+
+def test_a_passphrase_protected_ca_signs_with_the_configured_file(
+        make_deployment, tmp_path):
+    secret = tmp_path / 'ca-passphrase'
+    secret.write_text('correct horse\n')
+    os.chmod(secret, 0o600)
+    deployment = make_deployment(
+        sshd_config=_sshd_trusting_the_ca(tmp_path / 'deployment0'),
+        ca_passphrase_file=str(secret))
+    key = deployment.root / 'registry' / 'ca' / 'ca_key'
+
+    made = deployment.xyssh('ca', 'init', '--passphrase-file', str(secret))
+    web01 = _certified(deployment, 'web01.example.com', 'web01')
+    unlocked = subprocess.run(['ssh-keygen', '-y', '-P', '', '-f',
+                               str(key)], capture_output=True)
+    sent = web01.send('127.0.0.1', STATUS)
+
+    assert made.returncode == 0, made.stderr
+    assert b'TrustedUserCAKeys' in made.stderr
+    assert oct(key.stat().st_mode & 0o777) == oct(0o600)
+    assert unlocked.returncode != 0
+    assert sent.returncode == 0, sent.stderr
+
+
+def test_source_address_limits_where_a_certificate_works(ca_deployment):
+    elsewhere = _certified(ca_deployment, 'web01.example.com', 'far',
+                           '--source-address', '192.0.2.0/24')
+    here = _certified(ca_deployment, 'web01.example.com', 'near',
+                      '--source-address', '127.0.0.1/32,::1/128')
+
+    refused = elsewhere.send('127.0.0.1', STATUS)
+    accepted = here.send('127.0.0.1', STATUS)
+
+    assert elsewhere.certificate.options == {
+        'source-address': '192.0.2.0/24'}
+    assert refused.returncode == EXIT_AUTH
+    assert accepted.returncode == 0, accepted.stderr
+    assert ca_deployment.tap.wait_for(1) == [STATUS.encode()]
+
+
+def test_a_certificate_not_yet_valid_here_fails_before_connecting(
+        ca_deployment):
+    # C26: the device's clock is behind the CA's: say so, keep the report.
+    device = Device(ca_deployment, 'web01.example.com', 'early')
+    subprocess.run(['ssh-keygen', '-q', '-s', str(
+        ca_deployment.root / 'registry' / 'ca' / 'ca_key'), '-I', 'early',
+        '-n', 'web01.example.com', '-z', '902', '-V', '+1h:+2h', '-O',
+        'clear', str(device.public)], check=True, capture_output=True)
+
+    result = device.send('127.0.0.1', STATUS)
+
+    assert result.returncode == EXIT_DEVICE_KEY
+    assert b'not yet valid (local clock' in result.stderr
+    assert ca_deployment.tap.connections == 0
+    from test_field_cases import _kept
+    assert _kept(device) == [STATUS.encode()]
+
+
+def test_certificates_survive_an_upgrade_that_moves_the_program(
+        make_deployment, tmp_path, root_owned_xyssh):
+    # C27: the command lives only in the principals file; moving the
+    # program and running keys sync leaves every certificate working.
+    deployment = make_deployment(
+        sshd_config=_sshd_trusting_the_ca(tmp_path / 'deployment0'))
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    web01 = _certified(deployment, 'web01.example.com', 'web01')
+    principals = deployment.root / 'registry' / 'ca' / 'principals'
+    before = web01.send('127.0.0.1', STATUS)
+
+    deployment.config.write_text(deployment.config.read_text().replace(
+        'command = ', 'command = %s\n# was: ' % root_owned_xyssh))
+    synced = deployment.xyssh('keys', 'sync')
+    after = web01.send('127.0.0.1', STATUS)
+
+    assert before.returncode == 0, before.stderr
+    assert synced.returncode == 0, synced.stderr
+    assert root_owned_xyssh in principals.read_text()
+    assert after.returncode == 0, after.stderr
+    assert len(deployment.tap.wait_for(2)) == 2
+
+
+def test_serve_lists_certificates_about_to_expire_in_its_column(
+        make_deployment, tmp_path):
+    deployment = make_deployment(front='serve', status_column='xyssh',
+                                 status_host='xymon-sandbox.example.com',
+                                 status_interval='2',
+                                 status_expiry_days='1')
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    deployment.server.stop()
+    deployment.server.run()
+    web01 = _certified(deployment, 'web01.example.com', 'web01',
+                       '--validity', '12h')
+    status = subprocess.run(
+        [*deployment.xyssh_argv()[:1], 'status'], capture_output=True,
+        env=dict(os.environ, XYSSH_CONFIG=str(web01.config)), timeout=60)
+
+    def row():
+        rows = deployment.xymond.board('xymon-sandbox.example.com',
+                                       'testname,color,msg')
+        found = [line for line in rows if line[0] == 'xyssh']
+        return found[0] if found and 'certificate %d' % web01.certificate \
+            .serial in found[0][2] else None
+
+    found = wait_until(row)
+
+    assert found, deployment.xymond.board('xymon-sandbox.example.com')
+    assert found[1] == 'yellow'
+    assert 'web01.example.com' in found[2]
+    assert b'certificate %d for web01.example.com valid until' % \
+        web01.certificate.serial in status.stdout
+
+
+def wait_until(predicate, timeout: float = 20):
+    """Poll PREDICATE (bounded); return its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = predicate()
+
+    return value

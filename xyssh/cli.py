@@ -183,6 +183,33 @@ def status(state: State) -> None:
         for line in describe(spool):
             click.echo(line)
 
+    _certificate_status(servers[0])
+
+
+def _certificate_status(server) -> None:
+    """Say when the device certificate expires, loudly once it has."""
+    from .certificate import parse_certificate_line
+    from .registry import utc_stamp
+
+    try:
+        with open(server.certificate, encoding='ascii') as handle:
+            certificate = parse_certificate_line(handle.read())
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        click.echo('certificate %s cannot be read: %s'
+                   % (server.certificate, exc))
+        return
+
+    if certificate.valid_before <= time.time():
+        click.echo('\ncertificate %d EXPIRED at %s: it cannot renew; enrol '
+                   'this device again' % (certificate.serial,
+                                          utc_stamp(certificate.valid_before)))
+    else:
+        click.echo('\ncertificate %d for %s valid until %s'
+                   % (certificate.serial, ','.join(certificate.principals),
+                      utc_stamp(certificate.valid_before)))
+
 
 @cli.command()
 @click.option('--timeout', type=click.IntRange(1, 3600), default=None,

@@ -860,7 +860,7 @@ def status_message(service: Service, now: float) -> bytes:
     lines += ['  %s: %d' % item for item in sorted(counters.refused.items())]
 
     if expiring:
-        lines += ['', 'Keys expiring within %d days:'
+        lines += ['', 'Keys and certificates expiring within %d days:'
                   % settings.status_expiry_days]
         lines += ['  %s %s %s' % item for item in expiring]
 
@@ -868,21 +868,37 @@ def status_message(service: Service, now: float) -> bytes:
 
 
 def _expiring_keys(settings: Settings, now: float) -> 'list[tuple]':
-    """Return (expiry, host, fingerprint) of keys that expire soon."""
-    limit = utc_stamp(now + settings.status_expiry_days * 86400)
-    current = utc_stamp(now)
+    """Return (expiry, host, what) of the keys whose grace period and the
+    certificates whose validity end within status_expiry_days."""
+    from .ca import read_all_cert_records
+
+    registry = settings.server.text('registry')
+    limit = now + settings.status_expiry_days * 86400
 
     try:
-        records = read_all_records(settings.server.text('registry'))
+        records = read_all_records(registry)
+        certificates = read_all_cert_records(registry)
     except (OSError, XysshError) as exc:
         log_event('error', 'serve: cannot read the registry for the '
                   'status column: %s' % exc)
         return []
 
-    return sorted((record.expires, record.host, record.fingerprint)
-                  for record in records
-                  if record.state == 'retiring' and
-                  current < record.expires <= limit)
+    expiring = [(record.expires, record.host, 'key %s' % record.fingerprint)
+                for record in records if record.state == 'retiring' and
+                utc_stamp(now) < record.expires <= utc_stamp(limit)]
+    # Only a host's newest certificate counts: an older one running out
+    # after its renewal is no news.
+    newest = {}
+
+    for record in certificates:
+        if record.state == 'active':
+            newest[record.host.lower()] = record
+
+    expiring += [(utc_stamp(record.valid_before), record.host,
+                  'certificate %d' % record.serial)
+                 for record in newest.values()
+                 if now < record.valid_before <= limit]
+    return sorted(expiring)
 
 
 async def _report_status(service: Service) -> None:
