@@ -256,7 +256,7 @@ def make_lookup_deployment(make_deployment, tmp_path, root_owned_xyssh):
     lookup" for every key (authorized_keys is not read at all)."""
     made = []
 
-    def make(**server_options: str) -> Deployment:
+    def make(sshd_extra: str = '', **server_options: str) -> Deployment:
         # sshd_config must name xyssh.cfg before the deployment writes
         # it: a fixed path, linked to the real file afterwards.
         config = tmp_path / ('lookup%d.cfg' % len(made))
@@ -264,7 +264,8 @@ def make_lookup_deployment(make_deployment, tmp_path, root_owned_xyssh):
             sshd_config='AuthorizedKeysFile none\n'
             'AuthorizedKeysCommand %s --config %s keys lookup %%u %%f %%t '
             '%%k\nAuthorizedKeysCommandUser root\nLoginGraceTime 10\n'
-            % (root_owned_xyssh, config), lookup='yes', **server_options)
+            % (root_owned_xyssh, config) + sshd_extra, lookup='yes',
+            **server_options)
         os.symlink(deployment.config, config)
         made.append(deployment)
         return deployment

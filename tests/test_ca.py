@@ -2,6 +2,7 @@
 (TrustedUserCAKeys and the principals file xyssh writes) and against
 xyssh serve, which trusts the CA itself.  Field cases C24, C26, C27."""
 
+import json
 import os
 import subprocess
 import time
@@ -377,3 +378,30 @@ def wait_until(predicate, timeout: float = 20):
         value = predicate()
 
     return value
+
+
+def test_an_enrolment_token_earns_a_certificate(make_lookup_deployment,
+                                                tmp_path):
+    from test_enrolment import _fresh_device, _xyssh
+
+    root = tmp_path / 'deployment0'
+    deployment = make_lookup_deployment(
+        sshd_extra=_sshd_trusting_the_ca(root), enrolment='yes',
+        host_key=str(root / 'sshd' / 'ssh_host_ed25519_key.pub'))
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    token = deployment.xyssh('keys', 'enroll', 'web01.example.com')
+    device = _fresh_device(deployment, 'fresh', tmp_path)
+
+    enrolled = _xyssh(device, 'enroll', token.stdout.decode().strip())
+    sent = device.send('127.0.0.1', STATUS)
+    certificates = deployment.xyssh('keys', 'certs', '--json')
+    keys = deployment.xyssh('keys', 'list', '--json')
+
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert b'issued a certificate' in enrolled.stdout
+    assert _read_certificate(device).principals == ('web01.example.com',)
+    assert sent.returncode == 0, sent.stderr
+    assert deployment.tap.wait_for(1) == [STATUS.encode()]
+    assert [entry['host'] for entry in json.loads(certificates.stdout)] \
+        == ['web01.example.com']
+    assert json.loads(keys.stdout) == []

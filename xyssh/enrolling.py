@@ -154,6 +154,16 @@ def enrol(destination: Destination, token: 'str | None',
         raise EnrolmentError(answer.exit_status, 'server %s: %s'
                              % (destination.label, answer.text))
 
+    if token and answer.reply.startswith(b'ssh-') and \
+            b'-cert-v01@openssh.com ' in answer.reply[:64]:
+        # The server runs a CA: it answered with a certificate for the
+        # key instead of registering the key itself.
+        from .keys import write_atomically
+
+        write_atomically(destination.certificate, answer.reply, 0o644)
+        return ('enrolled: the server issued a certificate for key %s '
+                '(%s)' % (_fingerprint(public), destination.certificate))
+
     if token:
         return ('enrolled: the server took key %s; it becomes active with '
                 'its first report' % _fingerprint(public))

@@ -318,7 +318,7 @@ def enrol_main(argv: 'list[str]') -> int:
         config = load_config(config_file)
         server = config.server
         setup_logging(server.text('log'), server.text('syslog_facility'))
-        host, state = _enrol(config, fingerprint, peer)
+        host, state, reply = _enrol(config, fingerprint, peer)
     except XysshError as err:
         refuse(err, fingerprint, peer)
         _answer_error(err)
@@ -331,13 +331,16 @@ def enrol_main(argv: 'list[str]') -> int:
 
     audit('accepted', fp=fingerprint, key=host, **{'from': peer},
           type='enroll', host=host, test=None, bytes=0, reason=None,
-          detail='key recorded as %s' % state)
-    _write(1, wire.ok_answer(b''))
+          detail='key recorded as %s' % state if not reply else
+          'certificate issued')
+    _write(1, wire.ok_answer(reply))
     return 0
 
 
-def _enrol(config, fingerprint: str, peer: str) -> 'tuple[str, str]':
-    """Check and record one enrolment request; return (host, state)."""
+def _enrol(config, fingerprint: str,
+           peer: str) -> 'tuple[str, str, bytes]':
+    """Check and record one enrolment request; return (host, state, the
+    reply: a certificate line when the server runs a CA, else empty)."""
     from .admin import KeyAdmin
     from .enrolment import (allow_attempt, consume_token, parse_request,
                             split_token)
@@ -375,8 +378,16 @@ def _enrol(config, fingerprint: str, peer: str) -> 'tuple[str, str]':
     else:
         host, state = value, 'offered'
 
+    from .ca import Authority, ca_public_line
+
+    if kind == 'token' and ca_public_line(server) is not None:
+        # With a CA, the token earns a certificate, not a key line.
+        line, _ = Authority(config).sign(host, key.encode('ascii'),
+                                         'the enrolment request')
+        return host, 'certified', line.encode('ascii') + b'\n'
+
     KeyAdmin(config).enrol(key.encode('ascii'), host, state)
-    return host, state
+    return host, state, b''
 
 
 def _open_intake(config, fingerprint: str, peer: str) -> Intake:
