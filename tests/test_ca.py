@@ -405,3 +405,24 @@ def test_an_enrolment_token_earns_a_certificate(make_lookup_deployment,
     assert [entry['host'] for entry in json.loads(certificates.stdout)] \
         == ['web01.example.com']
     assert json.loads(keys.stdout) == []
+
+
+def test_keys_check_names_a_principals_file_out_of_step(make_deployment,
+                                                        tmp_path):
+    deployment = make_deployment(
+        sshd_config=_sshd_trusting_the_ca(tmp_path / 'deployment0'))
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    _certified(deployment, 'web01.example.com', 'web01')
+    principals = deployment.root / 'registry' / 'ca' / 'principals'
+
+    clean = deployment.xyssh('keys', 'check')
+    principals.write_text('web01.example.com\n')
+    stale = deployment.xyssh('keys', 'check')
+    synced = deployment.xyssh('keys', 'sync')
+    again = deployment.xyssh('keys', 'check')
+
+    assert clean.returncode == 0, clean.stdout
+    assert stale.returncode == 1
+    assert b'principals file differs' in stale.stdout
+    assert synced.returncode == 0, synced.stderr
+    assert again.returncode == 0, again.stdout

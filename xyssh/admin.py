@@ -290,7 +290,8 @@ class KeyAdmin:
         """Return every disagreement between authorized_keys and registry."""
         records = read_all_records(self.registry)
         problems = self._check_lookup() + \
-            self._check_revocation_list(records)
+            self._check_revocation_list(records) + \
+            self._check_principals()
         by_fingerprint = {record.fingerprint: record for record in records}
 
         try:
@@ -378,6 +379,32 @@ class KeyAdmin:
                                 % (record.fingerprint, record.host))
 
         return problems
+
+    def _check_principals(self) -> 'list[str]':
+        """With a CA, check the principals file sshd reads."""
+        from .ca import (ca_public_line, principals_path, principals_text,
+                         read_all_cert_records)
+
+        if ca_public_line(self.server) is None:
+            return []
+
+        path = principals_path(self.server)
+        wanted = principals_text(read_all_cert_records(self.registry),
+                                 self.program, self.config.path)
+
+        try:
+            with open(path, 'rb') as handle:
+                present = handle.read()
+        except OSError as exc:
+            return ['%s: cannot read the principals file: %s; sshd then '
+                    'refuses every certificate: run "xyssh keys sync"'
+                    % (path, exc.strerror)]
+
+        if present != wanted:
+            return ['%s: the principals file differs from the certificate '
+                    'registry; run "xyssh keys sync"' % path]
+
+        return []
 
     def _check_lookup(self) -> 'list[str]':
         """With lookup = yes, check the program sshd would run."""
