@@ -426,3 +426,4 @@ def test_keys_check_names_a_principals_file_out_of_step(make_deployment,
     assert b'principals file differs' in stale.stdout
     assert synced.returncode == 0, synced.stderr
     assert again.returncode == 0, again.stdout
+

@@ -443,3 +443,25 @@ def test_the_sample_xymonlaunch_task_runs_serve_and_stops_it(serve,
     assert serve.tap.wait_for(1) == [STATUS.encode()]
     assert stopped
     assert late != 0
+
+
+@pytest.mark.parametrize('setting, sshd_line, warned', [
+    ('no', '', False),
+    ('yes', '', True),
+    ('yes', 'PubkeyAcceptedAlgorithms +ssh-rsa\n', False),
+    ('no', 'PubkeyAcceptedAlgorithms +ssh-rsa\n', True),
+])
+def test_keys_check_compares_sshd_with_ssh_rsa_sha1(make_deployment,
+                                                    setting, sshd_line,
+                                                    warned):
+    deployment = make_deployment(sshd_config=sshd_line,
+                                 ssh_rsa_sha1=setting)
+    config = deployment.config.read_text()
+    deployment.config.write_text(config + 'sshd_config = %s\n'
+                                 % deployment.sshd.config_path)
+    assert deployment.xyssh('keys', 'sync').returncode == 0
+
+    checked = deployment.xyssh('keys', 'check')
+
+    assert checked.returncode == 0, checked.stdout
+    assert (b'ssh-rsa' in checked.stderr) == warned, checked.stderr

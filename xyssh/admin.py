@@ -573,6 +573,51 @@ class KeyAdmin:
 
         return probe_shell(account)
 
+    def algorithm_warnings(self) -> 'list[str]':
+        """Say where sshd and ssh_rsa_sha1 disagree about SHA-1 RSA
+        signatures: xyssh serve follows the setting itself, sshd only
+        its own PubkeyAcceptedAlgorithms, so both are compared here."""
+        import subprocess
+
+        directory = os.path.dirname(os.path.abspath(self.authorized_keys))
+
+        try:
+            account = pwd.getpwuid(os.stat(directory).st_uid).pw_name
+            shown = subprocess.run(
+                ['/usr/sbin/sshd', '-T', '-f',
+                 self.server.text('sshd_config'), '-C',
+                 'user=%s,host=localhost,addr=127.0.0.1' % account],
+                capture_output=True, timeout=30)
+        except (OSError, KeyError, subprocess.SubprocessError):
+            return []
+
+        accepted = None
+
+        for line in shown.stdout.decode('ascii', 'replace').splitlines():
+            name, _, value = line.partition(' ')
+
+            if name == 'pubkeyacceptedalgorithms':
+                accepted = value.split(',')
+
+        if shown.returncode != 0 or accepted is None:
+            return []
+
+        wanted = self.server.flag('ssh_rsa_sha1')
+
+        if wanted and 'ssh-rsa' not in accepted:
+            return ['ssh_rsa_sha1 = yes, but sshd (%s) refuses ssh-rsa '
+                    'signatures for %s: add "PubkeyAcceptedAlgorithms '
+                    '+ssh-rsa" to its Match block'
+                    % (self.server.text('sshd_config'), account)]
+
+        if not wanted and 'ssh-rsa' in accepted:
+            return ['sshd (%s) accepts ssh-rsa (SHA-1) signatures for %s, '
+                    'which ssh_rsa_sha1 = no refuses in xyssh serve: '
+                    'remove ssh-rsa from its PubkeyAcceptedAlgorithms'
+                    % (self.server.text('sshd_config'), account)]
+
+        return []
+
     def _prepare(self, records: 'list[KeyRecord]'
                  ) -> 'tuple[bytes, bytes | None]':
         """Return authorized_keys and the revocation list for RECORDS.

@@ -774,7 +774,7 @@ def keys_check(state: State) -> None:
 
     _warn(admin)
 
-    for warning in admin.shell_warnings():
+    for warning in admin.shell_warnings() + admin.algorithm_warnings():
         click.echo('xyssh: warning: %s' % warning, err=True)
 
     if problems:

@@ -71,6 +71,8 @@ SERVER_DEFAULTS = {
     # devices.  xyssh serve applies it; for sshd, "xyssh keys check"
     # warns where sshd's PubkeyAcceptedAlgorithms disagrees.
     'ssh_rsa_sha1': 'no',
+    # The sshd configuration "xyssh keys check" compares with it.
+    'sshd_config': '/etc/ssh/sshd_config',
     # xyssh serve: addresses to listen on, blank-separated, each
     # ADDRESS:PORT or [IPv6]:PORT.
     'listen': '0.0.0.0:1985 [::]:1985',
