@@ -465,3 +465,17 @@ def test_keys_check_compares_sshd_with_ssh_rsa_sha1(make_deployment,
 
     assert checked.returncode == 0, checked.stdout
     assert (b'ssh-rsa' in checked.stderr) == warned, checked.stderr
+
+
+def test_serve_takes_reports_over_ipv6_too(serve):
+    web01 = serve.add_device('web01.example.com')
+    known = serve.root / 'known_hosts6'
+    known.write_text(serve.server.known_hosts_line('::1') + '\n')
+    web01.write_config(server='[::1]:%d' % serve.server.port,
+                       known_hosts=str(known))
+
+    sent = web01.send('::1', STATUS)
+
+    assert sent.returncode == 0, sent.stderr
+    assert serve.tap.wait_for(1) == [STATUS.encode()]
+    assert 'from=::1 ' in serve.audit_lines()[0]
