@@ -103,6 +103,9 @@ def test_sshd_down_for_several_runs_then_only_newest_fresh_reports_go(
                       time.time() - 40 * 60)
     kept = _kept(web01)
     _restart_sshd(deployment)
+    # Short waits made the runs against the stopped sshd quick; the
+    # flush gets the usual time, which a loaded machine may need.
+    web01.write_config(timeout='30')
 
     flushed = _xyssh(web01, 'flush')
 
@@ -133,6 +136,7 @@ def test_server_killed_mid_transfer_forwards_nothing_then_delivers(
     cut = web01.send('127.0.0.1', '@', stdin=message)
     connections_while_cut = deployment.tap.connections
     deployment.xyssh('keys', 'sync')
+    web01.write_config(timeout='30')
     flushed = _xyssh(web01, 'flush')
 
     assert cut.returncode == EXIT_SERVER_ERROR
