@@ -87,11 +87,13 @@ def check_key(record: 'KeyRecord | None') -> KeyRecord:
 
 
 def open_intake(server, record: KeyRecord, hosts: HostIndex,
-                peer: str) -> Intake:
+                peer: str, seen: bool = True) -> Intake:
     """Return the Intake for a login with RECORD's key, which check_key
     passed; refuse a key whose host left hosts.cfg or is pinned to other
-    keys.  SERVER is the [server] section of the configuration."""
-    mark_seen(server.text('registry'), record.fingerprint)
+    keys.  SERVER is the [server] section of the configuration.  SEEN
+    records the login for "keys list" (once per login is enough)."""
+    if seen:
+        mark_seen(server.text('registry'), record.fingerprint)
 
     if hosts.problems and not hosts.names:
         raise ConfigError('; '.join(hosts.problems))
