@@ -235,6 +235,21 @@ def test_renewal_replaces_key_and_certificate_without_a_failed_push(
         assert any(' accepted ' in line and 'type=renew' in line
                    for line in deployment.audit_lines())
 
+        # The certificate it renewed is retired: a copy of the old pair
+        # no longer logs in.  Revoking it revokes its renewal with it.
+        old_pair = due.ssh('xyssh-check', extra=[
+            '-i', str(due.private) + '.old', '-o', 'CertificateFile=%s'
+            % (str(due.private) + '-cert.pub.old'), '-o',
+            'IdentitiesOnly=yes'])
+        revoked = deployment.xyssh('keys', 'revoke', '--serial',
+                                   str(old_serial))
+        after_revoke = due.send('127.0.0.1', STATUS)
+
+        assert b'ok 0' not in old_pair.stdout
+        assert revoked.returncode == 0, revoked.stderr
+        assert b'revoked certificate %d' % new.serial in revoked.stdout
+        assert after_revoke.returncode == EXIT_AUTH
+
 
 def test_renewal_is_due_with_a_third_of_the_validity_left(tmp_path):
     class Destination:
@@ -427,3 +442,31 @@ def test_keys_check_names_a_principals_file_out_of_step(make_deployment,
     assert synced.returncode == 0, synced.stderr
     assert again.returncode == 0, again.stdout
 
+
+
+def test_a_certificate_renews_only_when_due_and_keys_stay_with_one_host(
+        ca_deployment):
+    fresh = _certified(ca_deployment, 'web01.example.com', 'fresh')
+    plain = ca_deployment.add_device('db01.example.com', name='plain')
+    ca_public = ca_deployment.root / 'registry' / 'ca' / 'ca_key.pub'
+    new_key = fresh.private.parent / 'another'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
+                    str(new_key)], check=True)
+
+    with open(str(new_key) + '.pub', 'rb') as handle:
+        early = fresh.ssh('xyssh-renew', stdin=wire.frame(handle.read()))
+    other_host = ca_deployment.xyssh('keys', 'sign', 'web01.example.com',
+                                     str(plain.public))
+    own_key = ca_deployment.xyssh('keys', 'sign', 'web01.example.com',
+                                  str(ca_public))
+    certified_elsewhere = ca_deployment.xyssh(
+        'keys', 'sign', 'db01.example.com', str(fresh.public))
+
+    assert early.returncode == 77, early.stderr
+    assert b'not due for renewal' in early.stderr
+    assert other_host.returncode == 1
+    assert b'registered for db01.example.com already' in other_host.stderr
+    assert own_key.returncode == 1
+    assert b"the CA's own key" in own_key.stderr
+    assert certified_elsewhere.returncode == 1
+    assert b'holds certificate' in certified_elsewhere.stderr

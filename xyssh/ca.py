@@ -30,7 +30,11 @@ from .registry import utc_stamp
 CLOCK_SLACK = 300
 _FIELDS = ('serial', 'host', 'key_id', 'state', 'valid_after',
            'valid_before', 'created', 'key')
-STATES = ('active', 'revoked')
+# superseded: a renewal of it has logged in, so it is not needed any more.
+STATES = ('active', 'superseded', 'revoked')
+# A certificate may be renewed once less than this share of its
+# validity is left (the device asks from then on, see xyssh.renewal).
+RENEWABLE_SHARE = 1 / 3
 
 
 class CertRecord:
@@ -38,7 +42,8 @@ class CertRecord:
 
     def __init__(self, serial: int, host: str, key: str, valid_after: int,
                  valid_before: int, state: str = 'active',
-                 created: str = '', key_id: str = '') -> None:
+                 created: str = '', key_id: str = '',
+                 renewed_from: int = 0) -> None:
         self.serial = serial
         self.host = host
         self.key = key
@@ -47,6 +52,14 @@ class CertRecord:
         self.state = state
         self.created = created or utc_stamp()
         self.key_id = key_id or key_id_for(host, serial)
+        # The serial of the certificate whose login asked for this one.
+        self.renewed_from = renewed_from
+
+    def renewable(self, now: 'float | None' = None) -> bool:
+        """Tell whether a login with it may ask for its renewal now."""
+        now = time.time() if now is None else now
+        return self.usable(now) and self.valid_before - now < \
+            (self.valid_before - self.valid_after) * RENEWABLE_SHARE
 
     def usable(self, now: 'float | None' = None) -> bool:
         """Tell whether the certificate is neither revoked nor expired."""
@@ -62,7 +75,9 @@ class CertRecord:
                   'valid_before': self.valid_before,
                   'created': self.created, 'key': self.key}
         return ''.join('%s: %s\n' % (name, values[name])
-                       for name in _FIELDS)
+                       for name in _FIELDS) + \
+            ('renewed_from: %d\n' % self.renewed_from
+             if self.renewed_from else '')
 
 
 DURATION_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
@@ -116,13 +131,19 @@ def _parse_record(text: str, path: str) -> CertRecord:
         values[name] = value
 
     try:
-        return CertRecord(int(values['serial']), values['host'],
-                          values['key'], int(values['valid_after']),
-                          int(values['valid_before']), values['state'],
-                          values['created'], values['key_id'])
+        record = CertRecord(int(values['serial']), values['host'],
+                            values['key'], int(values['valid_after']),
+                            int(values['valid_before']), values['state'],
+                            values['created'], values['key_id'],
+                            int(values.get('renewed_from') or 0))
     except (KeyError, ValueError):
         raise KeyFileError('%s: damaged certificate record' % path) \
             from None
+
+    if record.state not in STATES:
+        raise KeyFileError('%s: damaged certificate record (state)' % path)
+
+    return record
 
 
 def read_all_cert_records(registry: str) -> 'list[CertRecord]':
@@ -231,10 +252,12 @@ class Authority:
 
     def sign(self, host: str, raw: bytes, source: str,
              validity: 'int | None' = None,
-             source_address: 'str | None' = None
-             ) -> 'tuple[str, CertRecord]':
+             source_address: 'str | None' = None,
+             renewed_from: int = 0) -> 'tuple[str, CertRecord]':
         """Sign the one public key in RAW for HOST; return the
-        certificate line and its record."""
+        certificate line and its record.  A key that is registered or
+        certified for another host, or the CA's own key, is refused:
+        one key, one host."""
         from .keys import parse_public_keys, registry_lock
 
         if ca_public_line(self.server) is None:
@@ -257,13 +280,15 @@ class Authority:
                                  self.server.text('ca_validity')))
 
         with registry_lock(self.registry):
+            self._check_key_is_free(keys[0], canonical)
             serial = self._next_serial()
             now = int(time.time())
             line = self._sign(canonical, serial, keys[0].text, now,
                               seconds, source_address)
             issued = parse_certificate_line(line)
             record = CertRecord(serial, canonical, keys[0].text,
-                                issued.valid_after, issued.valid_before)
+                                issued.valid_after, issued.valid_before,
+                                renewed_from=renewed_from)
             _write_record(self.registry, record)
             self._write_principals()
 
@@ -273,6 +298,31 @@ class Authority:
                                        keys[0].fingerprint,
                                        utc_stamp(record.valid_before)))
         return line, record
+
+    def _check_key_is_free(self, key, host: str) -> None:
+        """Refuse KEY when it belongs to another host, or is the CA's."""
+        from .registry import fingerprint_of_line, read_record
+
+        if key.fingerprint == fingerprint_of_line(
+                ca_public_line(self.server) or ''):
+            raise KeyFileError('that is the CA\'s own key; sign a device '
+                               'key')
+
+        registered = read_record(self.registry, key.fingerprint)
+
+        if registered is not None and registered.state != 'revoked' and \
+                registered.host.lower() != host.lower():
+            raise KeyFileError('key %s is registered for %s already; one '
+                               'key serves one host'
+                               % (key.fingerprint, registered.host))
+
+        for record in read_all_cert_records(self.registry):
+            if record.usable() and record.host.lower() != host.lower() \
+                    and fingerprint_of_line(record.key) == key.fingerprint:
+                raise KeyFileError('key %s holds certificate %d for %s '
+                                   'already; one key serves one host'
+                                   % (key.fingerprint, record.serial,
+                                      record.host))
 
     def _next_serial(self) -> int:
         """Return the next serial (from 1 up), kept in ca/serial."""
@@ -344,22 +394,38 @@ class Authority:
                 return handle.read().strip()
 
     def revoke(self, serial: 'int | None' = None,
-               key_id: 'str | None' = None) -> 'list[CertRecord]':
-        """Revoke certificate SERIAL, or every one with KEY_ID; the
-        revocation list gets their serials (never an id: entry, which
-        would also refuse every later certificate of that host)."""
+               key_id: 'str | None' = None,
+               host: 'str | None' = None) -> 'list[CertRecord]':
+        """Revoke certificate SERIAL, every one with KEY_ID, or every
+        one of HOST, with the renewals made from them: whoever copied a
+        device's certificate may have renewed it.  The revocation list
+        gets their serials (never an id: entry, which would also refuse
+        every later certificate of that host)."""
         from .keys import registry_lock
 
         with registry_lock(self.registry):
-            records = [record for record in
-                       read_all_cert_records(self.registry)
-                       if record.serial == serial or
-                       (key_id is not None and record.key_id == key_id)]
+            every = read_all_cert_records(self.registry)
+            chosen = {record.serial for record in every
+                      if record.serial == serial or
+                      (key_id is not None and record.key_id == key_id) or
+                      (host is not None and
+                       record.host.lower() == host.lower())}
 
-            if not records:
+            if not chosen:
                 raise KeyFileError('no certificate %s in the registry' % (
-                    'with serial %s' % serial if key_id is None else
-                    'with key id %s' % key_id))
+                    'with key id %s' % key_id if key_id is not None else
+                    'of %s' % host if host is not None else
+                    'with serial %s' % serial))
+
+            # Renewals come later than what they renew: one pass in
+            # serial order finds the whole line of descent.
+            for record in every:
+                if record.renewed_from in chosen:
+                    chosen.add(record.serial)
+
+            records = [record for record in every
+                       if record.serial in chosen and
+                       record.state != 'revoked']
 
             for record in records:
                 record.state = 'revoked'
@@ -394,10 +460,37 @@ class Authority:
             self.config.path), 0o644, (owner.st_uid, owner.st_gid))
 
 
+def retire_renewed(config, record: CertRecord) -> None:
+    """Supersede the certificate RECORD was renewed from, now that RECORD
+    has logged in (the device has switched to it): the old one goes into
+    the revocation list, so a copy of it cannot log in any more."""
+    if not record.renewed_from:
+        return
+
+    from .keys import registry_lock
+    from .log import log_event
+
+    authority = Authority(config)
+
+    with registry_lock(authority.registry):
+        old = read_cert_record(authority.registry, record.renewed_from)
+
+        if old is None or old.state != 'active':
+            return
+
+        old.state = 'superseded'
+        _write_record(authority.registry, old)
+        authority.admin.sync_locked()
+        authority._write_principals()
+
+    log_event('info', 'certificate superseded serial=%d host=%s by=%d'
+              % (old.serial, old.host, record.serial))
+
+
 def revoked_serials(registry: str) -> 'list[int]':
-    """Return the serials of every revoked certificate."""
+    """Return the serials of every revoked or superseded certificate."""
     return [record.serial for record in read_all_cert_records(registry)
-            if record.state == 'revoked']
+            if record.state in ('revoked', 'superseded')]
 
 
 def _write_record(registry: str, record: CertRecord) -> None:

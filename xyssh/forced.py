@@ -245,7 +245,7 @@ def main(argv: 'list[str]') -> int:
         return _rotate(config, intake, reader)
 
     if command == 'xyssh-renew':
-        return _renew(config, intake, reader, cert_host is not None)
+        return _renew(config, intake, reader)
 
     if intake.key.rotate_requested:
         # Said first, on stderr, where the answers cannot be disturbed.
@@ -278,14 +278,10 @@ def _rotate(config, intake: Intake, reader: StdinReader) -> int:
     return 0
 
 
-def _renew(config, intake: Intake, reader: StdinReader,
-           certificate_login: bool) -> int:
+def _renew(config, intake: Intake, reader: StdinReader) -> int:
     """Sign the new public key in the one frame on stdin for the host of
     the certificate that logged in; answer with the certificate."""
     try:
-        if not certificate_login:
-            raise NotPermitted('only a certificate login can renew its '
-                               'certificate')
         data = _read_frame(reader, KEY_LIMITS, 0)
     except XysshError as err:
         refuse(err, intake.key.fingerprint, intake.peer, intake.key_host)
@@ -414,7 +410,7 @@ def _open_cert_intake(config, host: str, peer: str) -> Intake:
     accepted and requires the registry to know its serial as HOST's,
     neither revoked nor expired.
     """
-    from .ca import read_all_cert_records, read_cert_record
+    from .ca import read_all_cert_records, read_cert_record, retire_renewed
 
     server = config.server
     _check_original_command()
@@ -427,7 +423,11 @@ def _open_cert_intake(config, host: str, peer: str) -> Intake:
             raise NotPermitted('the certificate that logged in is not '
                                'for %s' % host)
         record = read_cert_record(registry, certificate.serial)
-        check_certificate(record, host, certificate.serial)
+        check_certificate(record, host, certificate.serial,
+                          certificate.key_fingerprint)
+        # The device logs in with a renewal: the certificate it renewed
+        # is not needed any more.
+        retire_renewed(config, record)
     else:
         # Without ExposeAuthInfo the serial is unknown; sshd's checks
         # stand alone, and the newest usable certificate names the key.

@@ -175,12 +175,28 @@ def activate_key(config, intake: Intake) -> None:
 def renew_certificate(config, intake: Intake, data: bytes) -> bytes:
     """Sign the public key line DATA for the host of the certificate that
     logged in; return the new certificate line.  The host is the
-    login's, never the request's.  Raises XysshError, logged."""
+    login's, never the request's, and only a certificate with less than
+    a third of its validity left may be renewed, so a copied certificate
+    cannot mint itself successors at will.  Raises XysshError, logged."""
     from .ca import Authority
 
+    record = getattr(intake.key, 'certificate_record', None)
+
     try:
-        line, record = Authority(config).sign(intake.key_host, data,
-                                              'the renewal request')
+        if record is None:
+            raise NotPermitted('only a certificate login can renew its '
+                               'certificate')
+
+        if not record.renewable():
+            raise NotPermitted('certificate %d is not due for renewal '
+                               'before %s' % (record.serial, utc_stamp(
+                                   record.valid_before - (
+                                       record.valid_before -
+                                       record.valid_after) // 3)))
+
+        line, issued = Authority(config).sign(
+            intake.key_host, data, 'the renewal request',
+            renewed_from=record.serial)
     except OSError as exc:
         err = ConfigError('cannot write the certificate registry: %s'
                           % exc.strerror)
@@ -194,22 +210,29 @@ def renew_certificate(config, intake: Intake, data: bytes) -> bytes:
           **{'from': intake.peer}, type='renew', host=intake.key_host,
           test=None, bytes=len(data), reason=None,
           detail='certificate %d issued, valid until %s'
-          % (record.serial, utc_stamp(record.valid_before)))
+          % (issued.serial, utc_stamp(issued.valid_before)))
     return line.encode('ascii') + b'\n'
 
 
 def certificate_key(record, host: str) -> KeyRecord:
     """Return the KeyRecord a certificate login of HOST is judged as:
-    the certified key, with the default grants."""
+    the certified key, with the default grants, and the certificate's
+    record beside it."""
     from .registry import fingerprint_of_line
 
-    return KeyRecord(fingerprint_of_line(record.key) or '-', host,
-                     record.key, 'active', created=record.created)
+    key = KeyRecord(fingerprint_of_line(record.key) or '-', host,
+                    record.key, 'active', created=record.created)
+    key.certificate_record = record
+    return key
 
 
-def check_certificate(record, host: str, serial: int) -> None:
+def check_certificate(record, host: str, serial: int,
+                      key_fingerprint: 'str | None' = None) -> None:
     """Refuse a certificate login unless the registry issued SERIAL for
-    HOST and it is neither revoked nor expired."""
+    HOST (and for the key KEY_FINGERPRINT, when it is known), and it is
+    neither revoked, replaced by its renewal, nor expired."""
+    from .registry import fingerprint_of_line
+
     if record is None:
         raise NotPermitted('certificate %d was not issued by this server'
                            % serial)
@@ -218,8 +241,17 @@ def check_certificate(record, host: str, serial: int) -> None:
         raise NotPermitted('certificate %d is for %s' % (serial,
                                                          record.host))
 
+    if key_fingerprint is not None and \
+            fingerprint_of_line(record.key) != key_fingerprint:
+        raise NotPermitted('certificate %d was issued for another key'
+                           % serial)
+
     if record.state == 'revoked':
         raise NotPermitted('certificate %d was revoked' % serial)
+
+    if record.state == 'superseded':
+        raise NotPermitted('certificate %d was replaced by its renewal'
+                           % serial)
 
     if not record.usable():
         raise NotPermitted('certificate %d has expired' % serial)

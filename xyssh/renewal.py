@@ -52,6 +52,14 @@ def renew(server: Destination, debug) -> str:
     candidate.identity = new_key_path(identity)
     candidate.configured_certificate = certificate_path(candidate.identity)
 
+    if os.path.exists(candidate.certificate) and \
+            _logs_in(candidate, debug) is None:
+        # An earlier run got the new certificate but stopped before the
+        # switch; the server may have retired the old one already.
+        _switch(identity, server.certificate, candidate.certificate)
+        with open(server.certificate, encoding='ascii') as handle:
+            return handle.read().strip()
+
     try:
         [answer] = send_messages(server, [public.encode() + b'\n'], debug,
                                  command=RENEW_COMMAND)

@@ -397,7 +397,8 @@ class DeviceLogin(asyncssh.SSHServer):
                                    % certificate.serial)
             record = read_cert_record(self.service.settings.server.text(
                 'registry'), certificate.serial)
-            check_certificate(record, host, certificate.serial)
+            check_certificate(record, host, certificate.serial,
+                              certificate.key_fingerprint)
 
             if len(certificate.principals) != 1:
                 raise NotPermitted('certificate %d names %d principals'
@@ -654,6 +655,15 @@ class Channel:
             intake = open_intake(self.settings.server, current,
                                  self.service.hosts.get(), login.peer,
                                  seen=not login.seen)
+
+            if serial is not None and not login.seen:
+                # The device logs in with a renewal: the certificate it
+                # renewed is not needed any more.
+                from .ca import retire_renewed
+                await asyncio.get_event_loop().run_in_executor(
+                    None, retire_renewed, self.settings.config,
+                    current.certificate_record)
+
             login.seen = True
         except XysshError as err:
             refuse(err, record.fingerprint, login.peer, record.host)
@@ -673,7 +683,7 @@ class Channel:
             return await self._rotate(intake, reader)
 
         if command == RENEW_COMMAND:
-            return await self._renew(intake, reader, serial is not None)
+            return await self._renew(intake, reader)
 
         if intake.key.rotate_requested:
             process.stderr.write(b'xyssh-notice: rotate\n')
@@ -687,22 +697,19 @@ class Channel:
         from .ca import read_cert_record
         from .intake import check_certificate
 
-        check_certificate(read_cert_record(
-            self.settings.server.text('registry'), serial), record.host,
-            serial)
+        fresh = read_cert_record(self.settings.server.text('registry'),
+                                 serial)
+        check_certificate(fresh, record.host, serial, record.fingerprint)
+        record.certificate_record = fresh
         return record
 
-    async def _renew(self, intake: Intake, reader: ChannelReader,
-                     certificate_login: bool) -> int:
+    async def _renew(self, intake: Intake, reader: ChannelReader) -> int:
         """Sign the new public key in the one frame for the host of the
         certificate that logged in; answer with the new certificate."""
         from .intake import renew_certificate
         from .policy import Limits
 
         try:
-            if not certificate_login:
-                raise NotPermitted('only a certificate login can renew '
-                                   'its certificate')
             data = await reader.read_frame(
                 Limits(KEY_FRAME_KIB, KEY_FRAME_KIB, KEY_FRAME_KIB), True)
         except XysshError as err:
