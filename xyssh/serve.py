@@ -210,12 +210,31 @@ class Service:
         setup_logging(server.text('log'), server.text('syslog_facility'))
         self.hosts = HostsCache(server.text('hosts_cfg'))
         self.keys = KeyCache(server.text('registry'))
-        self.ca_key = load_ca_key(server)
+        self._ca_key = load_ca_key(server)
+        self._ca_stamp = _stamps([_ca_public_path(server)])
         self.counters = Counters()
         self.logins = set()
         self.unauthenticated = {}
         self.channels = set()
         self.started = time.time()
+
+    @property
+    def ca_key(self):
+        """Return the CA's public key, read again when its file changed
+        ("xyssh ca init" needs no restart of serve)."""
+        path = _ca_public_path(self.settings.server)
+        stamp = _stamps([path])
+
+        if stamp != self._ca_stamp:
+            self._ca_stamp = stamp
+
+            try:
+                self._ca_key = load_ca_key(self.settings.server)
+            except XysshError as err:
+                log_event('error', 'serve: keeping the CA key read before: '
+                          '%s' % err.detail)
+
+        return self._ca_key
 
     def reload(self) -> None:
         """Read the configuration again (SIGHUP); keep the old on error.
@@ -231,23 +250,33 @@ class Service:
             return
 
         server = settings.server
-        setup_logging(server.text('log'), server.text('syslog_facility'))
 
         if server.text('hosts_cfg') != self.hosts.path:
-            self.hosts = HostsCache(server.text('hosts_cfg'))
+            hosts = HostsCache(server.text('hosts_cfg'))
+
+            if hosts.get() is None or not hosts.get().names:
+                log_event('error', 'serve: configuration not reloaded, the '
+                          'old one stays in force: hosts.cfg %s has no '
+                          'hosts' % server.text('hosts_cfg'))
+                return
+
+            self.hosts = hosts
+
+        setup_logging(server.text('log'), server.text('syslog_facility'))
 
         if server.text('registry') != self.keys.registry:
             self.keys = KeyCache(server.text('registry'))
 
-        try:
-            self.ca_key = load_ca_key(server)
-        except XysshError as err:
-            log_event('error', 'serve: keeping the CA key read before: %s'
-                      % err.detail)
-
         self.settings = settings
+        self._ca_stamp = None
         log_event('info', 'serve: configuration reloaded from %s'
                   % self.config_path)
+
+
+def _ca_public_path(server) -> str:
+    """Return the path of the CA's public key."""
+    from .ca import ca_key_path
+    return ca_key_path(server) + '.pub'
 
 
 def load_ca_key(server):
@@ -383,14 +412,14 @@ class DeviceLogin(asyncssh.SSHServer):
             return None
 
         ca_key = self.service.ca_key
-
-        if certificate.kind != USER_CERT or ca_key is None or \
-                certificate.ca_blob != ca_key.public_data:
-            return None
-
         host = certificate.principals[0] if certificate.principals else '-'
 
         try:
+            if certificate.kind != USER_CERT or ca_key is None or \
+                    certificate.ca_blob != ca_key.public_data:
+                raise NotPermitted('certificate %d was not signed by this '
+                                   'server\'s CA' % certificate.serial)
+
             if 'force-command' in certificate.options:
                 raise NotPermitted('certificate %d carries a force-command; '
                                    'xyssh certificates carry none'
@@ -463,10 +492,8 @@ class DeviceLogin(asyncssh.SSHServer):
         try:
             check_key(record)
         except NotPermitted as err:
-            if record is not None:
-                # Unknown keys are logged once the login fails; a revoked
-                # or expired key that still tries is worth a line each.
-                refuse(err, fingerprint, self.peer, record.host)
+            refuse(err, fingerprint, self.peer,
+                   record.host if record else None)
             self._candidate = None
             return False
 
@@ -983,7 +1010,8 @@ async def run(config_path: str, ready=print) -> int:
         raise ConfigError('serve cannot listen on any of [server] listen')
 
     public = key.export_public_key().decode('ascii').split()
-    addresses = ' '.join('%s:%d' % (address[0], address[1])
+    addresses = ' '.join(('[%s]:%d' if ':' in address[0] else '%s:%d')
+                         % (address[0], address[1])
                          for listener in listeners
                          for address in listener.get_addresses())
     ready('xyssh serve: listening on %s; host key %s; devices pin it '
@@ -1006,6 +1034,11 @@ async def run(config_path: str, ready=print) -> int:
 
     if service.channels:
         await asyncio.wait(set(service.channels), timeout=STOP_GRACE)
+
+    if service.channels:
+        log_event('warning', 'serve: %d message channels still open after '
+                  '%d seconds; their messages are dropped, unsent'
+                  % (len(service.channels), STOP_GRACE))
 
     # A client closes its connection once it has its last answer and
     # exit status; closing it first could cut that short.
