@@ -354,7 +354,8 @@ def test_certificates_survive_an_upgrade_that_moves_the_program(
 
 def test_serve_lists_certificates_about_to_expire_in_its_column(
         make_deployment, tmp_path):
-    deployment = make_deployment(front='serve', status_column='xyssh',
+    # Its own column name: xymond is shared by the whole test session.
+    deployment = make_deployment(front='serve', status_column='xysshca',
                                  status_host='xymon-sandbox.example.com',
                                  status_interval='2',
                                  status_expiry_days='1')
@@ -370,7 +371,7 @@ def test_serve_lists_certificates_about_to_expire_in_its_column(
     def row():
         rows = deployment.xymond.board('xymon-sandbox.example.com',
                                        'testname,color,msg')
-        found = [line for line in rows if line[0] == 'xyssh']
+        found = [line for line in rows if line[0] == 'xysshca']
         return found[0] if found and 'certificate %d' % web01.certificate \
             .serial in found[0][2] else None
 
