@@ -471,3 +471,40 @@ def test_a_certificate_renews_only_when_due_and_keys_stay_with_one_host(
     assert b"the CA's own key" in own_key.stderr
     assert certified_elsewhere.returncode == 1
     assert b'holds certificate' in certified_elsewhere.stderr
+
+
+def test_revoking_a_host_revokes_every_certificate_it_holds(ca_deployment):
+    devices = [_certified(ca_deployment, 'web01.example.com', name)
+               for name in ('one', 'two')]
+    db01 = _certified(ca_deployment, 'db01.example.com', 'db01')
+
+    revoked = ca_deployment.xyssh('keys', 'revoke', '--host',
+                                  'web01.example.com')
+    results = [device.send('127.0.0.1', STATUS) for device in devices]
+    listing = ca_deployment.xyssh('keys', 'certs')
+    other = db01.send('127.0.0.1', 'status db01.example.com.cpu green ok')
+
+    assert revoked.returncode == 0, revoked.stderr
+    assert [result.returncode for result in results] == [EXIT_AUTH] * 2
+    assert b'refused device certificate' in results[0].stderr
+    assert listing.stdout.decode().splitlines()[0].split()[:2] == \
+        ['serial', 'state']
+    assert listing.stdout.count(b' revoked ') == 2
+    assert devices[0].certificate.key_fingerprint.encode() in \
+        listing.stdout
+    assert other.returncode == 0, other.stderr
+
+
+def test_weak_rsa_keys_are_refused(ca_deployment, tmp_path):
+    weak = tmp_path / 'weak'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'rsa', '-b', '1024', '-N', '',
+                    '-f', str(weak)], check=True)
+
+    added = ca_deployment.xyssh('keys', 'add', 'web01.example.com',
+                                str(weak) + '.pub')
+    signed = ca_deployment.xyssh('keys', 'sign', 'web01.example.com',
+                                 str(weak) + '.pub')
+
+    for result in (added, signed):
+        assert result.returncode == 1
+        assert b'1024-bit RSA key is too weak' in result.stderr

@@ -637,15 +637,21 @@ def keys_rotate(state: State, host: str) -> None:
               help='Revoke the certificate with this serial instead.')
 @click.option('--key-id', default=None,
               help='Revoke every certificate with this key id instead.')
+@click.option('--host', 'cert_host', default=None,
+              help='Revoke every certificate of this host instead.')
 @click.argument('fingerprint', required=False)
 @click.pass_obj
 def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
-                fingerprint: 'str | None') -> None:
-    """Revoke a key, or certificates by --serial or --key-id: refused
-    from the next connection on."""
-    if (fingerprint is None) == (serial is None and key_id is None):
-        raise CommandError('name a FINGERPRINT, or --serial N or --key-id '
-                           'ID for certificates')
+                cert_host: 'str | None', fingerprint: 'str | None') -> None:
+    """Revoke a key, or certificates (with the renewals made from them)
+    by --serial, --key-id or --host: refused from the next connection
+    on."""
+    chosen = [value for value in (fingerprint, serial, key_id, cert_host)
+              if value is not None]
+
+    if len(chosen) != 1:
+        raise CommandError('name one FINGERPRINT, or --serial N, --key-id '
+                           'ID or --host HOST for certificates')
 
     if fingerprint is not None:
         record = _admin_call(state.admin().revoke, fingerprint)
@@ -656,7 +662,7 @@ def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
 
     state.admin()
     for record in _admin_call(Authority(state.config).revoke, serial,
-                              key_id):
+                              key_id, cert_host):
         click.echo('revoked certificate %d (%s) of %s'
                    % (record.serial, record.key_id, record.host))
 
@@ -675,7 +681,12 @@ def keys_revoke(state: State, serial: 'int | None', key_id: 'str | None',
 def keys_sign(state: State, validity: 'str | None',
               source_address: 'str | None', output: 'str | None',
               host: str, pubkey_file) -> None:
-    """Issue a certificate for the key in PUBKEY_FILE as hosts.cfg HOST."""
+    """Issue a certificate for the key in PUBKEY_FILE as hosts.cfg HOST.
+
+    The device keeps it beside its key, as id_ed25519-cert.pub for
+    id_ed25519 (or where [client] certificate names), and renews it by
+    itself; a renewal is valid for ca_validity.
+    """
     from .ca import Authority, duration_seconds
     from .keys import write_atomically
 
@@ -705,10 +716,12 @@ def keys_sign(state: State, validity: 'str | None',
 def keys_certs(state: State, as_json: bool) -> None:
     """List the certificates the CA issued."""
     from .ca import read_all_cert_records
+    from .registry import fingerprint_of_line
 
     records = read_all_cert_records(state.config.server.text('registry'))
     rows = [{'serial': record.serial, 'host': record.host,
              'key_id': record.key_id,
+             'key': fingerprint_of_line(record.key),
              'state': record.state if record.state != 'active' or
              record.usable() else 'expired',
              'valid_after': _stamp(record.valid_after),
@@ -719,9 +732,12 @@ def keys_certs(state: State, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
 
+    click.echo('%6s  %-10s %-20s  %-50s  %s' % (
+        'serial', 'state', 'valid until', 'key', 'host'))
+
     for row in rows:
-        click.echo('%(serial)6d  %(state)-8s %(valid_before)s  %(host)s'
-                   % row)
+        click.echo('%(serial)6d  %(state)-10s %(valid_before)-20s  '
+                   '%(key)-50s  %(host)s' % row)
 
 
 def _stamp(seconds: float) -> str:
@@ -732,7 +748,11 @@ def _stamp(seconds: float) -> str:
 
 @cli.group()
 def ca() -> None:
-    """Run an SSH certificate authority for the devices."""
+    """Run an SSH certificate authority for the devices.
+
+    After "xyssh ca init", "xyssh keys sign" issues certificates, "xyssh
+    keys certs" lists them and "xyssh keys revoke --serial" revokes them.
+    """
 
 
 @ca.command('init')

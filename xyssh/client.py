@@ -311,6 +311,13 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
         raise SendFailure(EXIT_HOST_KEY, _host_key_text(
             destination, checker)) from None
     except asyncssh.PermissionDenied:
+        if certificate is not None:
+            raise SendFailure(EXIT_AUTH, 'server %s refused device '
+                              'certificate %s for user %s; is it revoked '
+                              'or replaced ("xyssh keys certs" on the '
+                              'server)?' % (destination.label,
+                                            destination.certificate,
+                                            destination.user)) from None
         raise SendFailure(EXIT_AUTH, 'server %s refused device key %s for '
                           'user %s; is it registered with "xyssh keys '
                           'add"?' % (destination.label,
