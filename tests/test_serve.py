@@ -479,3 +479,24 @@ def test_serve_takes_reports_over_ipv6_too(serve):
     assert sent.returncode == 0, sent.stderr
     assert serve.tap.wait_for(1) == [STATUS.encode()]
     assert 'from=::1 ' in serve.audit_lines()[0]
+
+
+def test_serve_refuses_what_the_revocation_list_revokes(serve, tmp_path):
+    # Revoked outside xyssh, straight into the file sshd's RevokedKeys
+    # reads: serve honours the list itself, not only the registry.
+    web01 = serve.add_device('web01.example.com')
+    db01 = serve.add_device('db01.example.com')
+    before = web01.send('127.0.0.1', STATUS)
+
+    subprocess.run(['ssh-keygen', '-q', '-k', '-u', '-f',
+                    str(serve.revoked_keys), str(web01.public)],
+                   check=True, capture_output=True)
+    time.sleep(2.5)  # serve looks at the file every 2 seconds
+    after = web01.send('127.0.0.1', STATUS)
+    other = db01.send('127.0.0.1', 'status db01.example.com.cpu green ok')
+
+    assert before.returncode == 0, before.stderr
+    assert after.returncode == 23
+    assert other.returncode == 0, other.stderr
+    assert 'detail="this key is in the revocation list"' in \
+        serve.log.read_text()

@@ -128,6 +128,48 @@ def _stamps(paths: 'list[str]') -> tuple:
     return tuple(stamps)
 
 
+class RevocationCache:
+    """The revocation list sshd would read (revoked_keys), read again
+    when it changes.  One that does not parse leaves the last good one
+    in force, and the log says so (sshd would refuse every key)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.revocations = None
+        self._stamp = None
+        self._checked = -math.inf
+
+    def get(self):
+        """Return the current RevocationList, or None when there is none."""
+        from .krl import parse_revocation_list
+
+        now = time.monotonic()
+
+        if not self.path or now - self._checked < HOSTS_RECHECK:
+            return self.revocations
+
+        self._checked = now
+        stamp = _stamps([self.path])
+
+        if stamp == self._stamp:
+            return self.revocations
+
+        self._stamp = stamp
+
+        try:
+            with open(self.path, 'rb') as handle:
+                self.revocations = parse_revocation_list(handle.read())
+        except FileNotFoundError:
+            log_event('error', 'serve: the revocation list %s is missing; '
+                      'run "xyssh keys sync"' % self.path)
+        except (OSError, ValueError) as exc:
+            log_event('error', 'serve: the revocation list %s cannot be '
+                      'read (%s); keeping the one read before'
+                      % (self.path, exc))
+
+        return self.revocations
+
+
 class KeyCache:
     """Key records read fresh at every login, the last good one kept.
 
@@ -210,6 +252,7 @@ class Service:
         setup_logging(server.text('log'), server.text('syslog_facility'))
         self.hosts = HostsCache(server.text('hosts_cfg'))
         self.keys = KeyCache(server.text('registry'))
+        self.revocations = RevocationCache(server.text('revoked_keys'))
         self._ca_key = load_ca_key(server)
         self._ca_stamp = _stamps([_ca_public_path(server)])
         self.counters = Counters()
@@ -266,6 +309,9 @@ class Service:
 
         if server.text('registry') != self.keys.registry:
             self.keys = KeyCache(server.text('registry'))
+
+        if server.text('revoked_keys') != self.revocations.path:
+            self.revocations = RevocationCache(server.text('revoked_keys'))
 
         self.settings = settings
         self._ca_stamp = None
@@ -420,6 +466,14 @@ class DeviceLogin(asyncssh.SSHServer):
                 raise NotPermitted('certificate %d was not signed by this '
                                    'server\'s CA' % certificate.serial)
 
+            revocations = self.service.revocations.get()
+
+            if revocations is not None and revocations.revokes_certificate(
+                    certificate.ca_blob, certificate.serial,
+                    certificate.key_id, certificate.key_blob):
+                raise NotPermitted('certificate %d is in the revocation '
+                                   'list' % certificate.serial)
+
             if 'force-command' in certificate.options:
                 raise NotPermitted('certificate %d carries a force-command; '
                                    'xyssh certificates carry none'
@@ -491,6 +545,11 @@ class DeviceLogin(asyncssh.SSHServer):
 
         try:
             check_key(record)
+            revocations = self.service.revocations.get()
+
+            if revocations is not None and \
+                    revocations.revokes_key(key.public_data):
+                raise NotPermitted('this key is in the revocation list')
         except NotPermitted as err:
             refuse(err, fingerprint, self.peer,
                    record.host if record else None)
