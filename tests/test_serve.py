@@ -500,3 +500,42 @@ def test_serve_refuses_what_the_revocation_list_revokes(serve, tmp_path):
     assert other.returncode == 0, other.stderr
     assert 'detail="this key is in the revocation list"' in \
         serve.log.read_text()
+
+
+@pytest.mark.parametrize('front', ['sshd', 'serve'])
+def test_a_key_bound_to_addresses_logs_in_from_those_only(make_deployment,
+                                                          front):
+    # C22: from="2001:db8::/32" is honoured, by sshd and serve alike.
+    deployment = make_deployment(sshd_config='ListenAddress ::1\n',
+                                 front=front)
+    from conftest import Device
+    devices = {}
+
+    for name, networks in (('six', '::1/128'), ('doc', '2001:db8::/32'),
+                           ('four', '127.0.0.0/8,2001:db8::/32')):
+        device = Device(deployment, 'web01.example.com', name)
+        added = deployment.xyssh('keys', 'add', '--from', networks,
+                                 'web01.example.com', str(device.public))
+        assert added.returncode == 0, added.stderr
+        known = deployment.root / 'known6'
+        known.write_text(deployment.server.known_hosts_line('::1') + '\n' +
+                         deployment.server.known_hosts_line() + '\n')
+        devices[name] = device
+
+    def send(device, address: str):
+        device.write_config(server='%s:%d' % (
+            '[%s]' % address if ':' in address else address,
+            deployment.server.port), known_hosts=str(known))
+        return device.send(address, STATUS).returncode
+
+    bad = deployment.xyssh('keys', 'add', '--from', 'example.com',
+                           'web01.example.com', str(devices['six'].public))
+
+    assert send(devices['six'], '::1') == 0
+    assert send(devices['six'], '127.0.0.1') == 23
+    assert send(devices['doc'], '::1') == 23
+    assert send(devices['four'], '127.0.0.1') == 0
+    assert bad.returncode == 1
+    assert b"'example.com' is not an address or network" in bad.stderr
+    if front == 'sshd':
+        assert 'from="::1"' in deployment.authorized_keys.read_text()

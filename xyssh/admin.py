@@ -53,8 +53,11 @@ class KeyAdmin:
         return canonical, hosts.pinned(canonical)
 
     def add(self, host: str, raw: bytes, source: str,
-            extra_allow: 'tuple[str, ...]' = ()) -> 'list[KeyRecord]':
-        """Register the keys in RAW for HOST and rewrite authorized_keys."""
+            extra_allow: 'tuple[str, ...]' = (),
+            addresses: str = '') -> 'list[KeyRecord]':
+        """Register the keys in RAW for HOST and rewrite authorized_keys;
+        with ADDRESSES (from= networks) they log in from there only."""
+        addresses = normalise_networks(addresses)
         canonical, pins = self._canonical_host(host)
         keys = parse_public_keys(raw, source)
 
@@ -97,6 +100,9 @@ class KeyAdmin:
 
             added = [KeyRecord(key.fingerprint, canonical, key.text,
                                allow=tuple(allow)) for key in keys]
+
+            for record in added:
+                record.source = addresses
 
             # Build the new file first: if it cannot be rewritten, nothing
             # is registered either.
@@ -174,6 +180,8 @@ class KeyAdmin:
 
             new = KeyRecord(key.fingerprint, old.host, key.text,
                             allow=old.allow)
+            # The new key is bound to the same addresses as the old one.
+            new.source = old.source
             old.state = 'retiring'
             old.expires = utc_stamp(time.time() + grace_seconds)
             self._clean_up()
@@ -764,6 +772,49 @@ def probe_shell(account, home: 'str | None' = None) -> 'list[str]':
                     'utf-8', 'replace'), home)]
 
     return []
+
+
+def normalise_networks(text: str) -> str:
+    """Return TEXT, addresses and networks separated by commas, checked
+    and written as OpenSSH's from= takes them ("" for none)."""
+    import ipaddress
+
+    networks = []
+
+    for item in text.replace(' ', ',').split(','):
+        if not item:
+            continue
+
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise KeyFileError('%r is not an address or network such as '
+                               '192.0.2.0/24 or 2001:db8::/32' % item) \
+                from None
+
+        networks.append(str(network.network_address)
+                        if network.num_addresses == 1 else str(network))
+
+    return ','.join(networks)
+
+
+def address_allowed(peer: str, source: str) -> bool:
+    """Tell whether PEER may log in under a from= list SOURCE."""
+    import ipaddress
+
+    if not source:
+        return True
+
+    try:
+        address = ipaddress.ip_address(peer.split('%')[0])
+    except ValueError:
+        return False
+
+    if getattr(address, 'ipv4_mapped', None):
+        address = address.ipv4_mapped
+
+    return any(address in ipaddress.ip_network(item, strict=False)
+               for item in source.split(','))
 
 
 def unsafe_command_path(path: str) -> 'str | None':

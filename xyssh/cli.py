@@ -474,17 +474,20 @@ def _admin_call(function, *args):
               help='Also let this key send TYPE (for example query or '
                    'ping); repeat for more.  status, combo, client and '
                    'data are always allowed.')
+@click.option('--from', 'addresses', default='', metavar='CIDR[,CIDR]',
+              help='Let the key log in only from these addresses or '
+                   'networks (authorized_keys from=), IPv4 or IPv6.')
 @click.argument('host')
 @click.argument('pubkey_file', type=click.File('rb'))
 @click.pass_obj
-def keys_add(state: State, allow: 'tuple[str, ...]', host: str,
-             pubkey_file) -> None:
+def keys_add(state: State, allow: 'tuple[str, ...]', addresses: str,
+             host: str, pubkey_file) -> None:
     """Register the public key(s) in PUBKEY_FILE for hosts.cfg host HOST."""
     admin = state.admin()
     words = tuple(word for item in allow for word in item.split(',')
                   if word)
     added = _admin_call(admin.add, host, pubkey_file.read(),
-                        pubkey_file.name, words)
+                        pubkey_file.name, words, addresses)
 
     for record in added:
         click.echo('added %s %s for %s' % (record.key_type,

@@ -49,6 +49,9 @@ def authorized_keys_line(record, program: str, config_path: str) -> str:
     command = receive_command(program, config_path, record.fingerprint)
     options = ','.join(KEY_OPTIONS)
 
+    if record.source:
+        options += ',from="%s"' % record.source
+
     if record.state == 'retiring':
         # 2026-01-31T23:59:59Z -> 20260131235959Z (UTC).
         options += ',expiry-time="%sZ"' % ''.join(

@@ -77,6 +77,10 @@ class KeyRecord:
         # Set by "xyssh keys rotate HOST": the device is told at its next
         # login to replace this key.
         self.rotate_requested = False
+        # Addresses and networks the key may log in from, as in
+        # authorized_keys' from= ("192.0.2.0/24,2001:db8::/32"); empty:
+        # anywhere.
+        self.source = ''
 
     def usable(self, now: 'str | None' = None) -> bool:
         """Tell whether the key may log in: active, pending (enrolled, not
@@ -109,7 +113,8 @@ class KeyRecord:
                        for name in _FIELDS)
         return text + ('expires: %s\n' % self.expires if self.expires
                        else '') + \
-            ('rotate: requested\n' if self.rotate_requested else '')
+            ('rotate: requested\n' if self.rotate_requested else '') + \
+            ('from: %s\n' % self.source if self.source else '')
 
 
 def utc_stamp(seconds: 'float | None' = None) -> str:
@@ -196,6 +201,7 @@ def _parse_record(text: str, path: str) -> KeyRecord:
                        tuple(values['allow'].split()), values['created'],
                        values.get('expires', ''))
     record.rotate_requested = values.get('rotate') == 'requested'
+    record.source = values.get('from', '')
     return record
 
 

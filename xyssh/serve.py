@@ -31,6 +31,7 @@ import time
 import asyncssh
 
 from . import wire
+from .admin import address_allowed
 from .config import load_config, split_host_port
 from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
@@ -545,6 +546,11 @@ class DeviceLogin(asyncssh.SSHServer):
 
         try:
             check_key(record)
+
+            if not address_allowed(self.peer, record.source):
+                raise NotPermitted('this key may only log in from %s'
+                                   % record.source)
+
             revocations = self.service.revocations.get()
 
             if revocations is not None and \
