@@ -12,6 +12,7 @@ import pytest
 from conftest import XYSSH
 from xyssh.admin import unsafe_command_path
 from xyssh.keyline import shell_quote
+from xyssh.sandbox import ssh_command
 
 NOBODY = pwd.getpwnam('nobody')
 EXIT_AUTH = 23
@@ -164,3 +165,30 @@ def test_keys_check_names_an_unsafe_program_in_lookup_mode(
     assert checked.returncode == 1
     assert 'AuthorizedKeysCommand %s: directory %s' % (program, culprit) \
         in checked.stdout.decode()
+
+
+def test_unknown_keys_offered_first_do_not_spoil_the_login(
+        make_lookup_deployment, tmp_path):
+    # C30 scenario 4: sshd runs the command once per offered key and once
+    # more for the signature; two unknown keys first change nothing.
+    from xyssh.sandbox import make_keypair
+
+    deployment = make_lookup_deployment()
+    web01 = deployment.add_device('web01.example.com')
+    strangers = [make_keypair(tmp_path, name)[0]
+                 for name in ('stranger1', 'stranger2')]
+    extra = [word for key in strangers + [web01.private]
+             for word in ('-i', str(key))] + ['-v']
+    from xyssh import wire
+
+    result = subprocess.run(
+        ssh_command(deployment.server, strangers[0], deployment.known_hosts,
+                    extra=extra) + ['xyssh-send'],
+        input=wire.frame(b'status web01.example.com.akc green ok\n'),
+        capture_output=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b'ok 0\n'
+    assert result.stderr.count(b'Offering public key') == 3
+    assert deployment.tap.wait_for(1) == [
+        b'status web01.example.com.akc green ok\n']
