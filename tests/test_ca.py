@@ -364,6 +364,10 @@ def test_serve_lists_certificates_about_to_expire_in_its_column(
     deployment.server.run()
     web01 = _certified(deployment, 'web01.example.com', 'web01',
                        '--validity', '12h')
+    # db01's only certificate ran out: it shows as expired.
+    _write_record(str(deployment.root / 'registry'), CertRecord(
+        950, 'db01.example.com', web01.public.read_text().strip(),
+        1577836800, 1577923200))
     status = subprocess.run(
         [*deployment.xyssh_argv()[:1], 'status'], capture_output=True,
         env=dict(os.environ, XYSSH_CONFIG=str(web01.config)), timeout=60)
@@ -380,6 +384,7 @@ def test_serve_lists_certificates_about_to_expire_in_its_column(
     assert found, deployment.xymond.board('xymon-sandbox.example.com')
     assert found[1] == 'yellow'
     assert 'web01.example.com' in found[2]
+    assert 'db01.example.com certificate 950 EXPIRED' in found[2]
     assert b'certificate %d for web01.example.com valid until' % \
         web01.certificate.serial in status.stdout
 

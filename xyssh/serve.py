@@ -1003,10 +1003,15 @@ def _expiring_keys(settings: Settings, now: float) -> 'list[tuple]':
         if record.state == 'active':
             newest[record.host.lower()] = record
 
+    # A host whose newest certificate ran out cannot renew it: it needs
+    # a new enrolment, and this column is where that shows.
     expiring += [(utc_stamp(record.valid_before), record.host,
-                  'certificate %d' % record.serial)
+                  'certificate %d%s' % (record.serial,
+                                        ' EXPIRED: enrol the device again'
+                                        if record.valid_before <= now
+                                        else ''))
                  for record in newest.values()
-                 if now < record.valid_before <= limit]
+                 if record.valid_before <= limit]
     return sorted(expiring)
 
 
