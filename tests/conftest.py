@@ -297,6 +297,20 @@ def win01(deployment):
     return deployment.add_device('win01.example.com')
 
 
+def wait_until(predicate, timeout: float = 20):
+    """Poll PREDICATE (bounded); return its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = predicate()
+
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = predicate()
+
+    return value
+
+
 def assert_rejected(result, deployment, *words: str) -> None:
     """REJ: non-zero, stdout empty, each of WORDS on stderr, nothing sent."""
     assert result.returncode != 0

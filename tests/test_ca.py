@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import Device
+from conftest import Device, wait_until
 from xyssh import wire
 from xyssh.ca import CertRecord, _write_record, key_id_for
 from xyssh.certificate import parse_certificate_line
@@ -387,18 +387,6 @@ def test_serve_lists_certificates_about_to_expire_in_its_column(
     assert 'db01.example.com certificate 950 EXPIRED' in found[2]
     assert b'certificate %d for web01.example.com valid until' % \
         web01.certificate.serial in status.stdout
-
-
-def wait_until(predicate, timeout: float = 20):
-    """Poll PREDICATE (bounded); return its last value."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = predicate()
-
-    return value
 
 
 def test_an_enrolment_token_earns_a_certificate(make_lookup_deployment,

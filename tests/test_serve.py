@@ -17,7 +17,7 @@ import time
 import asyncssh
 import pytest
 
-from conftest import DATA
+from conftest import DATA, Device, wait_until
 from xyssh import wire
 from xyssh.sandbox import ssh_command
 
@@ -33,18 +33,6 @@ def serve(make_deployment):
 def _make_serve(make_deployment, **options: str):
     """Return a serve deployment with OPTIONS in [server]."""
     return make_deployment(front='serve', **options)
-
-
-def wait_until(predicate, timeout: float = 15):
-    """Poll PREDICATE (bounded); return its last value."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.05)
-        value = predicate()
-
-    return value
 
 
 def _raw_ssh(deployment, identities, *command: str, stdin: bytes = b'',
@@ -508,7 +496,6 @@ def test_a_key_bound_to_addresses_logs_in_from_those_only(make_deployment,
     # C22: from="2001:db8::/32" is honoured, by sshd and serve alike.
     deployment = make_deployment(sshd_config='ListenAddress ::1\n',
                                  front=front)
-    from conftest import Device
     devices = {}
 
     for name, networks in (('six', '::1/128'), ('doc', '2001:db8::/32'),

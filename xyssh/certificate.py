@@ -62,27 +62,31 @@ class Certificate:
         return min(1.0, (self.valid_before - now) / span)
 
 
-class _Reader:
+class WireReader:
     """SSH wire-format fields read one after another from a blob."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.offset = 0
 
+    def done(self) -> bool:
+        """Tell whether everything was read."""
+        return self.offset >= len(self.data)
+
     def take(self, size: int) -> bytes:
-        """Return the next SIZE bytes."""
+        """Return the next SIZE bytes; ValueError past the end."""
         end = self.offset + size
 
         if end > len(self.data):
-            raise ValueError('certificate ends early')
+            raise ValueError('data ends early')
 
         chunk = self.data[self.offset:end]
         self.offset = end
         return chunk
 
-    def string(self) -> bytes:
-        """Return the next length-prefixed string."""
-        return self.take(struct.unpack('>I', self.take(4))[0])
+    def byte(self) -> int:
+        """Return the next byte."""
+        return self.take(1)[0]
 
     def uint32(self) -> int:
         """Return the next 32-bit number."""
@@ -91,6 +95,10 @@ class _Reader:
     def uint64(self) -> int:
         """Return the next 64-bit number."""
         return struct.unpack('>Q', self.take(8))[0]
+
+    def string(self) -> bytes:
+        """Return the next length-prefixed string."""
+        return self.take(self.uint32())
 
 
 def _string(value: bytes) -> bytes:
@@ -101,7 +109,7 @@ def _string(value: bytes) -> bytes:
 def parse_certificate(blob: bytes) -> Certificate:
     """Return the fields of the certificate BLOB; ValueError if it is
     not an OpenSSH certificate of a known key type."""
-    reader = _Reader(blob)
+    reader = WireReader(blob)
     cert_type = reader.string().decode('ascii', 'replace')
     fields = _KEY_FIELDS.get(cert_type)
 
@@ -133,10 +141,10 @@ def parse_certificate(blob: bytes) -> Certificate:
 
 def _strings(data: bytes) -> 'list[bytes]':
     """Return the strings packed one after another in DATA."""
-    reader = _Reader(data)
+    reader = WireReader(data)
     values = []
 
-    while reader.offset < len(data):
+    while not reader.done():
         values.append(reader.string())
 
     return values

@@ -170,30 +170,33 @@ def _check_original_command() -> None:
         raise NotPermitted('unsupported command; send with xymon-ssh')
 
 
-def _check_auth_info(fingerprint: str, required: bool) -> None:
-    """Cross-check the key sshd says logged in, when ExposeAuthInfo is on.
-
-    SSH_USER_AUTH names a file with lines like "publickey ssh-ed25519
-    AAAA...".  If sshd set it but it cannot be read, refuse: never guess.
-    """
+def _auth_info(required: bool) -> 'list[str] | None':
+    """Return the "publickey TYPE BASE64" lines sshd's ExposeAuthInfo
+    wrote (SSH_USER_AUTH), None when sshd does not say.  If it says but
+    the file cannot be read, refuse: never guess."""
     path = os.environ.get('SSH_USER_AUTH')
 
     if path is None:
         if required:
             raise NotPermitted('server cannot confirm which key logged in')
-        return
+        return None
 
     try:
         with open(path, encoding='ascii', errors='replace') as handle:
-            lines = handle.read().splitlines()
+            return [line[len('publickey '):] for line in
+                    handle.read().splitlines()
+                    if line.startswith('publickey ')]
     except OSError:
         raise NotPermitted('server cannot confirm which key logged in') \
             from None
 
-    used = [fingerprint_of_line(line[len('publickey '):])
-            for line in lines if line.startswith('publickey ')]
 
-    if fingerprint not in used:
+def _check_auth_info(fingerprint: str, required: bool) -> None:
+    """Cross-check the key sshd says logged in, when ExposeAuthInfo is on."""
+    used = _auth_info(required)
+
+    if used is not None and fingerprint not in \
+            [fingerprint_of_line(line) for line in used]:
         raise NotPermitted('the key that logged in is not the key this '
                            'login is configured for')
 
@@ -448,25 +451,16 @@ def _authenticated_certificate(required: bool):
     None when sshd does not say; refuse when it must and does not."""
     from .certificate import parse_certificate_line
 
-    path = os.environ.get('SSH_USER_AUTH')
+    used = _auth_info(required)
 
-    if path is None:
-        if required:
-            raise NotPermitted('server cannot confirm which key logged in')
+    if used is None:
         return None
 
-    try:
-        with open(path, encoding='ascii', errors='replace') as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        raise NotPermitted('server cannot confirm which key logged in') \
-            from None
-
-    for line in lines:
-        # publickey ssh-ed25519-cert-v01@openssh.com AAAA...
-        if line.startswith('publickey ') and '-cert-' in line.split()[1]:
+    for line in used:
+        # ssh-ed25519-cert-v01@openssh.com AAAA...
+        if '-cert-' in line.split()[0]:
             try:
-                return parse_certificate_line(line[len('publickey '):])
+                return parse_certificate_line(line)
             except ValueError:
                 break
 

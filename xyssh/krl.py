@@ -9,7 +9,8 @@ KRL are not checked (sshd does not check them either).
 """
 
 import hashlib
-import struct
+
+from .certificate import WireReader
 
 MAGIC = b'SSHKRL\n\0'
 
@@ -23,45 +24,6 @@ _SERIAL_LIST = 0x20
 _SERIAL_RANGE = 0x21
 _SERIAL_BITMAP = 0x22
 _KEY_ID = 0x23
-
-
-class _Reader:
-    """SSH wire-format fields read one after another."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def done(self) -> bool:
-        """Tell whether everything was read."""
-        return self.offset >= len(self.data)
-
-    def take(self, size: int) -> bytes:
-        """Return the next SIZE bytes."""
-        end = self.offset + size
-
-        if end > len(self.data):
-            raise ValueError('revocation list ends early')
-
-        chunk = self.data[self.offset:end]
-        self.offset = end
-        return chunk
-
-    def byte(self) -> int:
-        """Return the next byte."""
-        return self.take(1)[0]
-
-    def uint32(self) -> int:
-        """Return the next 32-bit number."""
-        return struct.unpack('>I', self.take(4))[0]
-
-    def uint64(self) -> int:
-        """Return the next 64-bit number."""
-        return struct.unpack('>Q', self.take(8))[0]
-
-    def string(self) -> bytes:
-        """Return the next length-prefixed string."""
-        return self.take(self.uint32())
 
 
 class _CaRevocations:
@@ -115,7 +77,7 @@ class RevocationList:
 def parse_revocation_list(data: bytes) -> RevocationList:
     """Return what the KRL DATA revokes; ValueError if it does not parse
     (sshd then refuses every key, so the caller must say so)."""
-    reader = _Reader(data)
+    reader = WireReader(data)
 
     if reader.take(len(MAGIC)) != MAGIC:
         raise ValueError('not an OpenSSH key revocation list')
@@ -132,7 +94,7 @@ def parse_revocation_list(data: bytes) -> RevocationList:
 
     while not reader.done():
         kind = reader.byte()
-        section = _Reader(reader.string())
+        section = WireReader(reader.string())
 
         if kind == _CERTIFICATES:
             _certificates(section, revocations)
@@ -148,7 +110,7 @@ def parse_revocation_list(data: bytes) -> RevocationList:
     return revocations
 
 
-def _certificates(section: _Reader, revocations: RevocationList) -> None:
+def _certificates(section: WireReader, revocations: RevocationList) -> None:
     """Read one certificates section into REVOCATIONS."""
     ca_blob = section.string()
     section.string()  # reserved
@@ -156,7 +118,7 @@ def _certificates(section: _Reader, revocations: RevocationList) -> None:
 
     while not section.done():
         kind = section.byte()
-        part = _Reader(section.string())
+        part = WireReader(section.string())
 
         if kind == _SERIAL_LIST:
             while not part.done():

@@ -38,7 +38,7 @@ from .errors import (ConfigError, MalformedMessage, NotPermitted,
 from .hostscfg import HostIndex, load_hosts
 from .intake import (Intake, activate_key, check_key, open_intake,
                      record_check, refuse, rotate_key)
-from .log import audit, log_event, setup_logging
+from .log import log_event, setup_logging
 from .registry import KeyRecord, read_all_records, read_record, utc_stamp
 from .xymond import parse_address, send_to_xymond
 
@@ -467,14 +467,6 @@ class DeviceLogin(asyncssh.SSHServer):
                 raise NotPermitted('certificate %d was not signed by this '
                                    'server\'s CA' % certificate.serial)
 
-            revocations = self.service.revocations.get()
-
-            if revocations is not None and revocations.revokes_certificate(
-                    certificate.ca_blob, certificate.serial,
-                    certificate.key_id, certificate.key_blob):
-                raise NotPermitted('certificate %d is in the revocation '
-                                   'list' % certificate.serial)
-
             if 'force-command' in certificate.options:
                 raise NotPermitted('certificate %d carries a force-command; '
                                    'xyssh certificates carry none'
@@ -483,6 +475,15 @@ class DeviceLogin(asyncssh.SSHServer):
                 'registry'), certificate.serial)
             check_certificate(record, host, certificate.serial,
                               certificate.key_fingerprint)
+            revocations = self.service.revocations.get()
+
+            # After the registry, so a certificate xyssh revoked gets the
+            # same reason here as from the forced command.
+            if revocations is not None and revocations.revokes_certificate(
+                    certificate.ca_blob, certificate.serial,
+                    certificate.key_id, certificate.key_blob):
+                raise NotPermitted('certificate %d is in the revocation '
+                                   'list' % certificate.serial)
 
             if len(certificate.principals) != 1:
                 raise NotPermitted('certificate %d names %d principals'
@@ -772,10 +773,12 @@ class Channel:
             return 0
 
         if command == ROTATE_COMMAND:
-            return await self._rotate(intake, reader)
+            return await self._key_request(intake, reader, rotate_key)
 
         if command == RENEW_COMMAND:
-            return await self._renew(intake, reader)
+            from .intake import renew_certificate
+            return await self._key_request(intake, reader,
+                                           renew_certificate)
 
         if intake.key.rotate_requested:
             process.stderr.write(b'xyssh-notice: rotate\n')
@@ -795,10 +798,12 @@ class Channel:
         record.certificate_record = fresh
         return record
 
-    async def _renew(self, intake: Intake, reader: ChannelReader) -> int:
-        """Sign the new public key in the one frame for the host of the
-        certificate that logged in; answer with the new certificate."""
-        from .intake import renew_certificate
+    async def _key_request(self, intake: Intake, reader: ChannelReader,
+                           action) -> int:
+        """Read the one frame of a key request (a public key line), run
+        ACTION(config, intake, data) in a worker thread and answer with
+        what it returns: rotate_key or renew_certificate, which log
+        their own refusals."""
         from .policy import Limits
 
         try:
@@ -812,32 +817,14 @@ class Channel:
             return err.exit_status
 
         try:
-            certificate = await asyncio.get_event_loop().run_in_executor(
-                None, renew_certificate, self.settings.config, intake,
-                data)
+            reply = await asyncio.get_event_loop().run_in_executor(
+                None, action, self.settings.config, intake, data)
         except XysshError as err:
             self.service.counters.refuse(err.reason)
             self.answer_error(err)
             return err.exit_status
 
-        self.process.stdout.write(wire.ok_answer(certificate))
-        return 0
-
-    async def _rotate(self, intake: Intake, reader: ChannelReader) -> int:
-        """Take the new public key in the one frame of the channel."""
-        from .policy import Limits
-
-        try:
-            data = await reader.read_frame(
-                Limits(KEY_FRAME_KIB, KEY_FRAME_KIB, KEY_FRAME_KIB), True)
-            await asyncio.get_event_loop().run_in_executor(
-                None, rotate_key, self.settings.config, intake, data)
-        except XysshError as err:
-            self.service.counters.refuse(err.reason)
-            self.answer_error(err)
-            return err.exit_status
-
-        self.process.stdout.write(wire.ok_answer(b''))
+        self.process.stdout.write(wire.ok_answer(reply or b''))
         return 0
 
     async def _serve(self, intake: Intake, reader: ChannelReader) -> int:
