@@ -3,6 +3,7 @@
 xyssh serve, which trusts the CA itself.  Field cases C24, C26, C27."""
 
 import json
+import pathlib
 import os
 import subprocess
 import time
@@ -501,3 +502,117 @@ def test_weak_rsa_keys_are_refused(ca_deployment, tmp_path):
     for result in (added, signed):
         assert result.returncode == 1
         assert b'1024-bit RSA key is too weak' in result.stderr
+
+
+def _renewing_device(make_deployment, tmp_path, sshd_extra: str = '',
+                     **options: str):
+    """An sshd deployment with a CA and a device whose certificate is due
+    for renewal at once."""
+    deployment = make_deployment(
+        sshd_config=sshd_extra + _sshd_trusting_the_ca(
+            tmp_path / 'deployment0'), **options)
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    device = _certified(deployment, 'web01.example.com', 'due',
+                        '--validity', '30s')
+    return deployment, device
+
+
+def test_a_renewal_cut_short_before_the_switch_heals_itself(
+        make_deployment, tmp_path):
+    import sys
+
+    deployment, due = _renewing_device(make_deployment, tmp_path)
+    first = due.certificate.serial
+    # The run dies after the new pair's test push, before the switch.
+    script = ('import os, sys; import xyssh.renewal as renewal; '
+              'renewal._switch = lambda *args: os._exit(9); '
+              'from xyssh.xymoncli import main; '
+              'sys.exit(main(["127.0.0.1", %r]))' % STATUS)
+    cut = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         env=dict(os.environ, XYSSH_CONFIG=str(due.config)),
+                         timeout=60)
+
+    after = due.send('127.0.0.1', STATUS)
+    again = due.send('127.0.0.1', STATUS)
+
+    assert cut.returncode == 9, cut.stderr
+    assert after.returncode == 0, after.stderr
+    assert again.returncode == 0, again.stderr
+    assert _read_certificate(due).serial > first
+    assert len(deployment.tap.wait_for(3)) == 3
+
+
+def test_a_switch_cut_between_its_renames_is_finished_by_the_next_send(
+        make_deployment, tmp_path):
+    deployment, due = _renewing_device(make_deployment, tmp_path)
+    assert due.send('127.0.0.1', STATUS).returncode == 0
+    current = pathlib.Path(str(due.private) + '-cert.pub')
+    pending = pathlib.Path(str(due.private) + '.new-cert.pub')
+    # The new key is in place, its certificate still waits to be renamed.
+    os.replace(current, pending)
+    os.link(str(current) + '.old', current)
+
+    result = due.send('127.0.0.1', STATUS)
+
+    assert result.returncode == 0, result.stderr
+    assert not pending.exists()
+    assert _read_certificate(due).key_blob != parse_certificate_line(
+        open(str(current) + '.old').read()).key_blob
+
+
+def test_a_second_renewal_supersedes_the_first_and_revoked_ones_renew_not(
+        make_deployment, tmp_path):
+    from xyssh.ca import Authority, read_cert_record
+    from xyssh.config import load_config
+    from xyssh.errors import NotPermitted
+
+    deployment, due = _renewing_device(make_deployment, tmp_path)
+    parent = due.certificate.serial
+    keys = []
+    for name in ('copy1', 'copy2'):
+        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
+                        str(tmp_path / name)], check=True)
+        keys.append((tmp_path / (name + '.pub')).read_bytes())
+
+    answers = [due.ssh('xyssh-renew', stdin=wire.frame(key)) for key in keys]
+    first, second = [parse_certificate_line(answer.stdout.split(b'\n')[1]
+                                            .decode()).serial
+                     for answer in answers]
+    registry = str(deployment.root / 'registry')
+    assert deployment.xyssh('keys', 'revoke', '--serial',
+                            str(second)).returncode == 0
+    authority = Authority(load_config(str(deployment.config)))
+
+    assert [answer.returncode for answer in answers] == [0, 0]
+    assert read_cert_record(registry, first).state == 'superseded'
+    assert 'may have been copied' in deployment.log.read_text()
+    with pytest.raises(NotPermitted):
+        authority.sign('web01.example.com', keys[0], 'test',
+                       renewed_from=second)
+
+
+def test_certificate_logins_need_sshd_to_say_which_certificate(
+        make_deployment, tmp_path):
+    deployment, due = _renewing_device(make_deployment, tmp_path,
+                                       'ExposeAuthInfo no\n')
+
+    result = due.send('127.0.0.1', STATUS)
+
+    assert result.returncode == EXIT_REFUSED
+    assert b'server cannot confirm which key logged in' in result.stderr
+    assert deployment.tap.connections == 0
+
+
+def test_a_host_name_sshd_would_split_cannot_be_a_principal(
+        make_deployment, tmp_path):
+    hosts = tmp_path / 'hosts.cfg'
+    hosts.write_text('192.0.2.40 a.example.com,b.example.com # noconn\n')
+    deployment = make_deployment(hosts_cfg=str(hosts))
+    assert deployment.xyssh('ca', 'init').returncode == 0
+    device = Device(deployment, 'a.example.com,b.example.com', 'split')
+
+    signed = deployment.xyssh('keys', 'sign', 'a.example.com,b.example.com',
+                              str(device.public))
+
+    assert signed.returncode == 1
+    assert b'cannot be a certificate principal' in signed.stderr

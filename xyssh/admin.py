@@ -458,9 +458,15 @@ class KeyAdmin:
                     % (path, listing.stderr.decode('utf-8', 'replace')
                        .strip()[:120])]
 
-        listed = {line.split()[1] for line in listing.stdout.decode(
-            'ascii', 'replace').splitlines() if line.startswith('hash: ')}
-        problems = []
+        lines = listing.stdout.decode('ascii', 'replace').splitlines()
+        listed = {line.split()[1] for line in lines
+                  if line.startswith('hash: ')}
+        serials = {line.split()[1] for line in lines
+                   if line.startswith('serial: ')}
+        problems = ['%s: revoked certificate %d is not in the list; run '
+                    '"xyssh keys sync"' % (path, serial)
+                    for serial in self._revoked_certificates()[0]
+                    if str(serial) not in serials]
 
         for record in records:
             if record.state == 'revoked' and record.fingerprint not in \

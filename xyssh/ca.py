@@ -23,11 +23,14 @@ import os
 import time
 
 from .certificate import parse_certificate_line
-from .errors import ConfigError, KeyFileError
+from .errors import ConfigError, KeyFileError, NotPermitted
 from .keyline import KEY_OPTIONS, shell_quote
 from .registry import utc_stamp
 
 CLOCK_SLACK = 300
+# Characters a principal cannot hold: ssh-keygen -n splits at commas,
+# and sshd's principal lists and patterns give the others meanings.
+PRINCIPAL_UNSAFE = ', \t*?!"'
 _FIELDS = ('serial', 'host', 'key_id', 'state', 'valid_after',
            'valid_before', 'created', 'key')
 # superseded: a renewal of it has logged in, so it is not needed any more.
@@ -279,8 +282,15 @@ class Authority:
                               % (self.config.path,
                                  self.server.text('ca_validity')))
 
+        if any(char in canonical for char in PRINCIPAL_UNSAFE):
+            raise KeyFileError('%r cannot be a certificate principal: '
+                               'ssh-keygen and sshd read commas, blanks and '
+                               'wildcards in it as several names' % canonical)
+
         with registry_lock(self.registry):
             self._check_key_is_free(keys[0], canonical)
+            siblings = self._check_parent(renewed_from) if renewed_from \
+                else []
             serial = self._next_serial()
             now = int(time.time())
             line = self._sign(canonical, serial, keys[0].text, now,
@@ -290,14 +300,48 @@ class Authority:
                                 issued.valid_after, issued.valid_before,
                                 renewed_from=renewed_from)
             _write_record(self.registry, record)
+
+            for sibling in siblings:
+                # One renewal per certificate stays usable: a second one
+                # replaces the first, so a copied certificate cannot
+                # breed a line of its own beside the device's.
+                sibling.state = 'superseded'
+                _write_record(self.registry, sibling)
+
+            if siblings:
+                self.admin.sync_locked()
+
             self._write_principals()
 
         from .log import log_event
+
+        for sibling in siblings:
+            log_event('warning', 'certificate superseded serial=%d host=%s: '
+                      'certificate %d was renewed again (serial %d); if the '
+                      'device did not renew twice, its certificate may have '
+                      'been copied' % (sibling.serial, sibling.host,
+                                       renewed_from, serial))
+
         log_event('info', 'certificate issued serial=%d host=%s key=%s '
                   'valid_before=%s' % (serial, canonical,
                                        keys[0].fingerprint,
                                        utc_stamp(record.valid_before)))
         return line, record
+
+    def _check_parent(self, serial: int) -> 'list[CertRecord]':
+        """Refuse a renewal of SERIAL unless it is still usable, as read
+        now under the lock (it may have been revoked since its login);
+        return the earlier renewals of it that are still usable."""
+        parent = read_cert_record(self.registry, serial)
+
+        if parent is None or not parent.usable():
+            raise NotPermitted('certificate %d cannot be renewed: it is %s'
+                               % (serial, parent.state if parent and
+                                  parent.state != 'active' else
+                                  'expired or unknown'))
+
+        return [record for record in read_all_cert_records(self.registry)
+                if record.renewed_from == serial and record.usable()]
 
     def _check_key_is_free(self, key, host: str) -> None:
         """Refuse KEY when it belongs to another host, or is the CA's."""

@@ -155,27 +155,46 @@ def certificate_path(identity: str) -> str:
     return identity + '-cert.pub'
 
 
-def load_certificate(path: str, key, now: 'float | None' = None):
-    """Return the device certificate at PATH for KEY, or None if there is
-    none.  One that cannot be used yet, or no longer, fails before any
-    connection: the server would refuse it with no word of why."""
-    import time
-
+def _read_certificate(path: str):
+    """Return (fields, asyncssh certificate) of the certificate at PATH."""
     import asyncssh
-
-    if not os.path.exists(path):
-        return None
 
     from .certificate import parse_certificate_line
 
     try:
         with open(path, encoding='ascii') as handle:
             fields = parse_certificate_line(handle.read())
-        certificate = asyncssh.read_certificate(path)
+        return fields, asyncssh.read_certificate(path)
     except (OSError, UnicodeDecodeError, ValueError,
             asyncssh.KeyImportError) as exc:
         raise SendFailure(EXIT_DEVICE_KEY, 'device certificate %s: %s'
                           % (path, exc)) from None
+
+
+def load_certificate(path: str, key, now: 'float | None' = None,
+                     pending: 'str | None' = None):
+    """Return the device certificate at PATH for KEY, or None if there is
+    none.  One that cannot be used yet, or no longer, fails before any
+    connection: the server would refuse it with no word of why.
+
+    PENDING is where a renewal puts the new certificate before it is
+    renamed to PATH; a run cut short between the renames leaves the new
+    key beside the old certificate, and then the switch is finished.
+    """
+    import time
+
+    if not os.path.exists(path):
+        return None
+
+    fields, certificate = _read_certificate(path)
+
+    if fields.key_blob != key.public_data and pending and \
+            os.path.exists(pending):
+        new_fields, new_certificate = _read_certificate(pending)
+
+        if new_fields.key_blob == key.public_data:
+            os.replace(pending, path)
+            fields, certificate = new_fields, new_certificate
 
     if fields.key_blob != key.public_data:
         raise SendFailure(EXIT_DEVICE_KEY, 'device certificate %s is not '
@@ -288,7 +307,9 @@ async def _exchange(destination: Destination, frames: 'list[bytes]',
     import asyncssh
 
     key = _load_device_key(destination.identity)
-    certificate = load_certificate(destination.certificate, key)
+    certificate = load_certificate(
+        destination.certificate, key,
+        pending=certificate_path(destination.identity + '.new'))
 
     if not os.path.isfile(destination.known_hosts):
         raise SendFailure(EXIT_HOST_KEY, 'known_hosts file %s is missing; '

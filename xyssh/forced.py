@@ -26,7 +26,7 @@ from .config import load_config
 from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
 from .hostscfg import load_hosts
-from .intake import (Intake, activate_key, certificate_key,
+from .intake import (Intake, after_first_delivery, certificate_key,
                      check_certificate, check_key, open_intake,
                      record_check, refuse, renew_certificate, rotate_key)
 from .registry import fingerprint_of_line, is_fingerprint, read_record
@@ -409,38 +409,26 @@ def _open_cert_intake(config, host: str, peer: str) -> Intake:
     sshd matched) and return the Intake for its messages.
 
     sshd checked the CA's signature, the validity and the revocation
-    list.  With ExposeAuthInfo this also reads the certificate sshd
-    accepted and requires the registry to know its serial as HOST's,
-    neither revoked nor expired.
+    list.  This reads the certificate sshd accepted (ExposeAuthInfo) and
+    requires the registry to know its serial as HOST's, for that key,
+    neither revoked, replaced nor expired.
     """
-    from .ca import read_all_cert_records, read_cert_record, retire_renewed
+    from .ca import read_cert_record
 
     server = config.server
     _check_original_command()
-    registry = server.text('registry')
-    certificate = _authenticated_certificate(
-        server.flag('require_auth_info'))
+    # Without the certificate sshd accepted, its serial is unknown: a
+    # superseded or never-issued certificate could not be told apart,
+    # so certificate logins always need ExposeAuthInfo.
+    certificate = _authenticated_certificate(True)
 
-    if certificate is not None:
-        if host not in certificate.principals:
-            raise NotPermitted('the certificate that logged in is not '
-                               'for %s' % host)
-        record = read_cert_record(registry, certificate.serial)
-        check_certificate(record, host, certificate.serial,
-                          certificate.key_fingerprint)
-        # The device logs in with a renewal: the certificate it renewed
-        # is not needed any more.
-        retire_renewed(config, record)
-    else:
-        # Without ExposeAuthInfo the serial is unknown; sshd's checks
-        # stand alone, and the newest usable certificate names the key.
-        usable = [record for record in read_all_cert_records(registry)
-                  if record.host.lower() == host.lower() and
-                  record.usable()]
-        if not usable:
-            raise NotPermitted('no usable certificate of %s in the '
-                               'registry' % host)
-        record = usable[-1]
+    if host not in certificate.principals:
+        raise NotPermitted('the certificate that logged in is not for %s'
+                           % host)
+
+    record = read_cert_record(server.text('registry'), certificate.serial)
+    check_certificate(record, host, certificate.serial,
+                      certificate.key_fingerprint)
 
     return open_intake(server, certificate_key(record, record.host),
                        load_hosts(server.text('hosts_cfg')), peer)
@@ -485,6 +473,7 @@ def _serve(intake: Intake, reader: StdinReader, config=None) -> int:
     """
     status = 0
     count = 0
+    delivered = False
 
     while True:
         try:
@@ -509,8 +498,10 @@ def _serve(intake: Intake, reader: StdinReader, config=None) -> int:
             status = err.exit_status
             continue
 
-        if intake.key.state == 'pending' and config is not None:
-            activate_key(config, intake)
+        if not delivered and config is not None:
+            after_first_delivery(config, intake)
+
+        delivered = True
 
         try:
             _write(1, answer)

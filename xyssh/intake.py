@@ -157,6 +157,25 @@ def rotate_key(config, intake: Intake, data: bytes) -> None:
           % (new.fingerprint, old.expires))
 
 
+def after_first_delivery(config, intake: Intake) -> None:
+    """What a session's first delivered report proves: an enrolled key
+    is held by its device (it becomes active), and a renewed certificate
+    is in use, so the one it was renewed from is retired.  A test push
+    (xyssh-check) proves neither: the device switches only after it."""
+    from .ca import retire_renewed
+
+    record = getattr(intake.key, 'certificate_record', None)
+
+    if record is not None:
+        try:
+            retire_renewed(config, record)
+        except (XysshError, OSError) as exc:
+            log_event('error', 'cannot retire the certificate renewed by '
+                      '%d: %s' % (record.serial, exc))
+    elif intake.key.state == 'pending':
+        activate_key(config, intake)
+
+
 def activate_key(config, intake: Intake) -> None:
     """Make an enrolled (pending) key active after its first delivered
     report: proof that the device holds the private key."""

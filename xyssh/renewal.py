@@ -12,7 +12,11 @@ to the device key has less than a third of its validity left,
    kept as IDENTITY.old and its -cert.pub.
 
 Until step 4 the old pair keeps working, so a failure anywhere leaves
-the device as it was, and the next run tries again.
+the device as it was, and the next run tries again: the server retires
+the old certificate only once a report arrives with the new one.  A run
+cut short between the renames of step 4 leaves the new key beside the
+old certificate; the next send finds the new certificate and finishes
+the switch (xyssh.client.load_certificate).
 """
 
 import copy
@@ -45,7 +49,28 @@ def renew(server: Destination, debug) -> str:
     """Renew the certificate at SERVER; return the new certificate line.
 
     Raises RotationError with what went wrong; the old pair then stays.
+    Two runs at once do not both renew: the second one waits for the
+    first, then finds nothing due.
     """
+    import fcntl
+
+    descriptor = os.open(server.identity + '.lock',
+                         os.O_RDWR | os.O_CREAT, 0o600)
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+        if not renewal_due(server):
+            with open(server.certificate, encoding='ascii') as handle:
+                return handle.read().strip()
+
+        return _renew_locked(server, debug)
+    finally:
+        os.close(descriptor)
+
+
+def _renew_locked(server: Destination, debug) -> str:
+    """Renew, holding the device's renewal lock."""
     identity = server.identity
     public = make_new_key(identity)
     candidate = copy.copy(server)

@@ -36,7 +36,7 @@ from .config import load_config, split_host_port
 from .errors import (ConfigError, MalformedMessage, NotPermitted,
                      XysshError)
 from .hostscfg import HostIndex, load_hosts
-from .intake import (Intake, activate_key, check_key, open_intake,
+from .intake import (Intake, after_first_delivery, check_key, open_intake,
                      record_check, refuse, rotate_key)
 from .log import log_event, setup_logging
 from .registry import KeyRecord, read_all_records, read_record, utc_stamp
@@ -749,14 +749,6 @@ class Channel:
                                  self.service.hosts.get(), login.peer,
                                  seen=not login.seen)
 
-            if serial is not None and not login.seen:
-                # The device logs in with a renewal: the certificate it
-                # renewed is not needed any more.
-                from .ca import retire_renewed
-                await asyncio.get_event_loop().run_in_executor(
-                    None, retire_renewed, self.settings.config,
-                    current.certificate_record)
-
             login.seen = True
         except XysshError as err:
             refuse(err, record.fingerprint, login.peer, record.host)
@@ -832,6 +824,7 @@ class Channel:
         loop = asyncio.get_event_loop()
         status = 0
         first = True
+        first_delivered = True
 
         while True:
             try:
@@ -861,8 +854,9 @@ class Channel:
 
             self.service.counters.accepted += 1
 
-            if intake.key.state == 'pending':
-                await loop.run_in_executor(None, activate_key,
+            if first_delivered:
+                first_delivered = False
+                await loop.run_in_executor(None, after_first_delivery,
                                            self.settings.config, intake)
 
             self.process.stdout.write(wire.ok_answer(reply))
