@@ -585,6 +585,8 @@ def test_a_second_renewal_supersedes_the_first_and_revoked_ones_renew_not(
 
     assert [answer.returncode for answer in answers] == [0, 0]
     assert read_cert_record(registry, first).state == 'superseded'
+    assert read_cert_record(registry, first).renewed_from == parent
+    assert read_cert_record(registry, second).renewed_from == parent
     assert 'may have been copied' in deployment.log.read_text()
     with pytest.raises(NotPermitted):
         authority.sign('web01.example.com', keys[0], 'test',
