@@ -587,6 +587,9 @@ def test_a_second_renewal_supersedes_the_first_and_revoked_ones_renew_not(
     assert read_cert_record(registry, first).state == 'superseded'
     assert read_cert_record(registry, first).renewed_from == parent
     assert read_cert_record(registry, second).renewed_from == parent
+    listing = json.loads(deployment.xyssh('keys', 'certs', '--json').stdout)
+    assert {entry['serial']: entry['renewed_from'] for entry in listing} \
+        == {parent: None, first: parent, second: parent}
     assert 'may have been copied' in deployment.log.read_text()
     with pytest.raises(NotPermitted):
         authority.sign('web01.example.com', keys[0], 'test',

@@ -725,6 +725,7 @@ def keys_certs(state: State, as_json: bool) -> None:
     rows = [{'serial': record.serial, 'host': record.host,
              'key_id': record.key_id,
              'key': fingerprint_of_line(record.key),
+             'renewed_from': record.renewed_from or None,
              'state': record.state if record.state != 'active' or
              record.usable() else 'expired',
              'valid_after': _stamp(record.valid_after),
