@@ -352,6 +352,7 @@ class CertificateTrust:
         self.service = service
 
     def __bool__(self) -> bool:
+        """asyncssh consults only a true-valued set of keys."""
         return True
 
     def validate(self, key, client_host: str, client_addr: str,
@@ -432,6 +433,7 @@ class DeviceLogin(asyncssh.SSHServer):
         verify = conn.validate_public_key
 
         async def validate(username, key_data, msg, signature):
+            """Judge a certificate first, then let asyncssh check it."""
             if b'-cert-v01@openssh.com' not in key_data[:64]:
                 return await verify(username, key_data, msg, signature)
 
@@ -1038,6 +1040,7 @@ async def run(config_path: str, ready=print) -> int:
                   get_default_public_key_algs() if name != b'ssh-rsa']
 
     async def process(process) -> None:
+        """Serve one session channel."""
         await _handle_process(service, process)
 
     listeners = []
