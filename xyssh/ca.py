@@ -539,18 +539,10 @@ def revoked_serials(registry: str) -> 'list[int]':
 
 def _write_record(registry: str, record: CertRecord) -> None:
     """Write RECORD atomically, owned like the registry directory."""
-    from .keys import write_atomically
+    from .keys import write_registry_file
 
-    owner = os.stat(registry)
-    directory = os.path.join(registry, 'certs')
-
-    if not os.path.isdir(directory):
-        os.mkdir(directory, 0o700)
-        os.chown(directory, owner.st_uid, owner.st_gid)
-
-    write_atomically(cert_record_path(registry, record.serial),
-                     record.dump().encode('utf-8'), 0o600,
-                     (owner.st_uid, owner.st_gid))
+    write_registry_file(registry, cert_record_path(registry, record.serial),
+                        record.dump())
 
 
 def _read_passphrase(path: str) -> str:

@@ -149,22 +149,28 @@ def _parse_key_line(line: str, where: str) -> PublicKey:
 
 
 def write_record(registry: str, record: KeyRecord) -> None:
-    """Write RECORD atomically into the registry.
+    """Write RECORD atomically into the registry."""
+    write_registry_file(registry, record_path(registry, record.fingerprint),
+                        record.dump())
 
-    The record takes the owner of the registry directory, so that an
-    admin working as root still leaves files the service account (which
-    runs the forced command) can read.
+
+def write_registry_file(registry: str, path: str, text: str) -> None:
+    """Write TEXT atomically to PATH, a file one directory below REGISTRY,
+    creating that directory if needed.
+
+    Files and directories take the owner of the registry directory, so
+    that an admin working as root still leaves files the service account
+    (which runs the forced command) can read.
     """
     os.makedirs(registry, mode=0o700, exist_ok=True)
     owner = os.stat(registry)
-    directory = os.path.join(registry, 'keys')
+    directory = os.path.dirname(path)
 
     if not os.path.isdir(directory):
         os.mkdir(directory, 0o700)
         os.chown(directory, owner.st_uid, owner.st_gid)
 
-    write_atomically(record_path(registry, record.fingerprint),
-                     record.dump().encode('utf-8'), 0o600,
+    write_atomically(path, text.encode('utf-8'), 0o600,
                      (owner.st_uid, owner.st_gid))
 
 
