@@ -28,7 +28,8 @@ OPTIONS = ('restrict,no-pty,no-port-forwarding,no-agent-forwarding,'
            'no-X11-forwarding,no-user-rc')
 NOBODY = pwd.getpwnam('nobody')
 HOSTS = [line.split()[1] for line in HOSTS_CFG.splitlines() if line]
-TEMP_NAME = re.compile(r'\.authorized_keys\.xyssh-[0-9]+\Z')
+# tempfile.mkstemp's names: the prefix, then 8 of [a-z0-9_].
+TEMP_NAME = re.compile(r'\.authorized_keys\.xyssh-[a-z0-9_]{8}\Z')
 CREATED = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:'
                      r'[0-9]{2}Z\Z')
 WEB01 = 'web01.example.com'
