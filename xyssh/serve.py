@@ -704,13 +704,16 @@ class Channel:
         self.process = process
         self.settings = service.settings
 
-    def answer_error(self, err: XysshError) -> None:
+    def fail(self, err: XysshError) -> int:
         """Tell the client, as the forced command does: an answer line on
-        the channel's stdout, one short line on its stderr."""
+        the channel's stdout, one short line on its stderr; count it for
+        the status column and return the exit status."""
+        self.service.counters.refuse(err.reason)
         self.process.stdout.write(wire.error_answer(err.exit_status,
                                                     err.client_text))
         self.process.stderr.write((err.client_text + '\n').encode(
             'utf-8', 'replace'))
+        return err.exit_status
 
     async def run(self) -> int:
         """Serve the channel; return its exit status."""
@@ -721,9 +724,7 @@ class Channel:
 
         if record is None:
             # Not reachable through asyncssh's own checks; never guess.
-            err = NotPermitted('this login has no key')
-            self.answer_error(err)
-            return err.exit_status
+            return self.fail(NotPermitted('this login has no key'))
 
         if process.subsystem is not None or command is not None and \
                 command not in SEND_COMMANDS + (CHECK_COMMAND,
@@ -731,9 +732,7 @@ class Channel:
                                                 RENEW_COMMAND):
             err = NotPermitted('unsupported command; send with xymon-ssh')
             refuse(err, record.fingerprint, login.peer, record.host)
-            self.service.counters.refuse(err.reason)
-            self.answer_error(err)
-            return err.exit_status
+            return self.fail(err)
 
         serial = getattr(record, 'certificate_serial', None)
 
@@ -754,9 +753,7 @@ class Channel:
             login.seen = True
         except XysshError as err:
             refuse(err, record.fingerprint, login.peer, record.host)
-            self.service.counters.refuse(err.reason)
-            self.answer_error(err)
-            return err.exit_status
+            return self.fail(err)
 
         reader = ChannelReader(process.stdin, self.settings.idle_timeout,
                                self.settings.message_time)
@@ -806,17 +803,13 @@ class Channel:
         except XysshError as err:
             refuse(err, intake.key.fingerprint, intake.peer,
                    intake.key_host)
-            self.service.counters.refuse(err.reason)
-            self.answer_error(err)
-            return err.exit_status
+            return self.fail(err)
 
         try:
             reply = await asyncio.get_event_loop().run_in_executor(
                 None, action, self.settings.config, intake, data)
         except XysshError as err:
-            self.service.counters.refuse(err.reason)
-            self.answer_error(err)
-            return err.exit_status
+            return self.fail(err)
 
         self.process.stdout.write(wire.ok_answer(reply or b''))
         return 0
@@ -834,9 +827,7 @@ class Channel:
             except XysshError as err:
                 refuse(err, intake.key.fingerprint, intake.peer,
                        intake.key_host)
-                self.service.counters.refuse(err.reason)
-                self.answer_error(err)
-                return err.exit_status
+                return self.fail(err)
 
             if data is None:
                 return status
@@ -849,9 +840,7 @@ class Channel:
                 reply = await loop.run_in_executor(None, intake.handle,
                                                    data)
             except XysshError as err:
-                self.service.counters.refuse(err.reason)
-                self.answer_error(err)
-                status = err.exit_status
+                status = self.fail(err)
                 continue
 
             self.service.counters.accepted += 1
@@ -885,7 +874,7 @@ async def _handle_process(service: Service, process) -> None:
             login.peer, ' | '.join(traceback.format_exc().strip()
                                    .splitlines())))
         try:
-            Channel(service, login, process).answer_error(XysshError())
+            Channel(service, login, process).fail(XysshError())
         except Exception:
             pass
     finally:
